@@ -1,0 +1,114 @@
+"""Build models, dataloaders, optimizers, schedulers and losses from a config via OpenPoints.
+
+Each builder checks the registry ``NAME`` first, so a wrong name is one sentence listing the valid
+ones instead of a ``KeyError`` deep inside OpenPoints.
+"""
+import random
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from openpoints.dataset import build_dataloader_from_cfg
+from openpoints.dataset.build import DATASETS
+from openpoints.loss import build_criterion_from_cfg
+from openpoints.loss.build import LOSS
+from openpoints.models import build_model_from_cfg
+from openpoints.models.build import MODELS
+from openpoints.optim import build_optimizer_from_cfg
+from openpoints.scheduler import build_scheduler_from_cfg
+from openpoints.transforms.transforms_factory import DataTransforms
+from openpoints.utils import EasyConfig
+from openpoints.utils.registry import Registry
+
+from ..errors import ConfigError
+
+
+def check_name(args: Optional[Dict[str, Any]], registry: Registry, key: str) -> None:
+    """Raise :class:`ConfigError` unless ``args.NAME`` is registered in ``registry``."""
+    if not isinstance(args, dict) or "NAME" not in args:
+        raise ConfigError(f"{key}.NAME is not set: set it to one of {', '.join(sorted(registry.module_dict))}.")
+    if registry.get(args["NAME"]) is None:
+        raise ConfigError(f"Unknown {key}.NAME '{args['NAME']}': set it to one of "
+                          f"{', '.join(sorted(registry.module_dict))}.")
+
+
+def _check_model_names(args: Dict[str, Any], key: str) -> None:
+    """Check ``NAME`` of a model config and of its nested ``*_args`` that name models."""
+    check_name(args, MODELS, key)
+    for sub in ("encoder_args", "decoder_args", "cls_args"):
+        if isinstance(args.get(sub), dict) and "NAME" in args[sub]:
+            check_name(args[sub], MODELS, f"{key}.{sub}")
+
+
+def build_model(cfg: Dict[str, Any]) -> torch.nn.Module:
+    """The model of ``cfg.model`` (OpenPoints ``MODELS``)."""
+    _check_model_names(cfg.get("model"), "model")
+    return build_model_from_cfg(cfg.model)
+
+
+def build_dataloader(cfg: Dict[str, Any], split: str, batch_size: Optional[int] = None,
+                     shuffle: Optional[bool] = None) -> torch.utils.data.DataLoader:
+    """The single-process dataloader of ``split`` from ``cfg.dataset`` and ``cfg.datatransforms``.
+
+    Args:
+        cfg: the run config.
+        split: train, val or test.
+        batch_size: defaults to ``batch_size`` for train and ``val_batch_size`` otherwise.
+        shuffle: override the default (shuffle only the train split), e.g. for feature extraction.
+    """
+    check_name(cfg.dataset.get("common"), DATASETS, "dataset.common")
+    for name in (cfg.get("datatransforms") or {}).get(split) or []:
+        if DataTransforms.get(name) is None:
+            raise ConfigError(f"Unknown transform '{name}' in datatransforms.{split}: use names from "
+                              f"{', '.join(sorted(DataTransforms.module_dict))}.")
+    if batch_size is None:
+        batch_size = cfg.batch_size if split == "train" else cfg.get("val_batch_size", cfg.batch_size)
+    loader = build_dataloader_from_cfg(batch_size, cfg.dataset, cfg.dataloader,
+                                       datatransforms_cfg=cfg.get("datatransforms"), split=split,
+                                       distributed=False)
+    if shuffle is not None and shuffle != (split == "train"):
+        loader = torch.utils.data.DataLoader(loader.dataset, batch_size=batch_size, shuffle=shuffle,
+                                             num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                                             drop_last=False)
+    return loader
+
+
+def build_criterion(cfg: Dict[str, Any]) -> torch.nn.Module:
+    """The loss of ``cfg.criterion_args`` (OpenPoints ``LOSS``)."""
+    check_name(cfg.get("criterion_args"), LOSS, "criterion_args")
+    return build_criterion_from_cfg(cfg.criterion_args)
+
+
+def build_optimizer(cfg: Dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
+    """OpenPoints' optimizer factory with ``lr`` and ``cfg.optimizer`` (NAME, weight_decay, ...)."""
+    return build_optimizer_from_cfg(model, lr=cfg.lr, **cfg.optimizer)
+
+
+def build_scheduler(cfg: Dict[str, Any], optimizer: torch.optim.Optimizer):
+    """OpenPoints' scheduler factory (``sched``, ``epochs``, ``warmup_epochs``, ``min_lr``, ``t_max``).
+
+    ``t_max: null`` means one cosine period over all ``epochs``.
+    """
+    args = EasyConfig(cfg)
+    if args.get("t_max") is None:
+        args.t_max = cfg.epochs
+    return build_scheduler_from_cfg(args, optimizer)
+
+
+def select_device(cfg: Dict[str, Any]) -> torch.device:
+    """``cfg.device`` if set, else CUDA when available, else CPU."""
+    wanted = cfg.get("device") or "auto"
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(wanted).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={wanted} was requested but no CUDA GPU is visible: set device=cpu or device=auto.")
+    return torch.device(wanted)
+
+
+def seed_everything(seed: Optional[int]) -> None:
+    """Seed Python, NumPy and torch so that a CPU run is reproducible (no-op for ``None``)."""
+    if seed is None:
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,172 @@
+"""Supervised classification modes: ``train``, ``test`` and ``resume`` (OpenPoints ``BaseCls``)."""
+import logging
+import os
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from openpoints.utils import ConfusionMatrix
+from tqdm import tqdm
+
+from ..errors import BadInputError, ConfigError
+from . import builders
+from .batch import prepare_batch
+from .registry import RUNNERS
+from .run_folder import RunFolder, load_checkpoint
+from .runner import Runner, count_parameters
+
+LOGGER = logging.getLogger("plugin")
+
+
+def progress(iterable, desc: str, **kwargs) -> tqdm:
+    """A tqdm bar with elapsed time and ETA."""
+    return tqdm(iterable, desc=desc, dynamic_ncols=True, leave=False, mininterval=1.0, **kwargs)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, device: torch.device, in_channels: int,
+             num_points: Optional[int], feature_keys: Optional[str], num_classes: int,
+             desc: str = "eval") -> Dict[str, float]:
+    """Overall accuracy (``oa``) and mean class accuracy (``macc``) in percent on ``loader``."""
+    model.eval()
+    confusion = ConfusionMatrix(num_classes=num_classes)
+    for data in progress(loader, desc):
+        data = prepare_batch(data, device, in_channels, num_points, feature_keys)
+        confusion.update(model(data).argmax(dim=1), data["y"])
+    value = confusion.value.double()
+    present = value.sum(dim=1) > 0
+    oa = 100.0 * value.diag().sum() / value.sum().clamp(min=1)
+    macc = 100.0 * (value.diag()[present] / value.sum(dim=1)[present]).mean()
+    return {"oa": float(oa), "macc": float(macc)}
+
+
+@RUNNERS.register_module(name="train")
+class TrainRunner(Runner):
+    """Train ``model`` on ``dataset`` with OpenPoints' optimizer, scheduler and loss.
+
+    Every epoch writes ``ckpt_latest.pth``; every ``val_freq`` epochs (and the last) the model is
+    validated and ``ckpt_best.pth`` follows the best validation OA. At the end the best checkpoint
+    is evaluated on the test split and the figures go to ``metrics.json``.
+
+    Args:
+        cfg: the run config.
+        folder: the run folder (``resume`` passes the existing one).
+        state: a checkpoint to continue from (``resume``).
+    """
+
+    def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
+        super().__init__(cfg, folder)
+        self.model = builders.build_model(cfg).to(self.device)
+        self.criterion = builders.build_criterion(cfg).to(self.device)
+        self.optimizer = builders.build_optimizer(cfg, self.model)
+        self.scheduler = builders.build_scheduler(cfg, self.optimizer)
+        self.start_epoch, self.best_oa, self.best_epoch = 1, -1.0, 0
+        if state is not None:
+            self._restore(state)
+        LOGGER.info(f"model {cfg.model.NAME}: {count_parameters(self.model) / 1e6:.3f}M parameters")
+
+    def _restore(self, state: Dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch = state["epoch"] + 1
+        self.best_oa, self.best_epoch = state["best_oa"], state["best_epoch"]
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        LOGGER.info(f"resumed after epoch {state['epoch']} (best val OA {self.best_oa:.2f} at epoch {self.best_epoch})")
+
+    def _state(self, epoch: int) -> Dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch": epoch, "best_oa": self.best_oa, "best_epoch": self.best_epoch,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+                "cfg": self.cfg.dict()}
+
+    def _loader(self, split: str):
+        return builders.build_dataloader(self.cfg, split)
+
+    def _eval_args(self) -> Dict[str, Any]:
+        return dict(device=self.device, in_channels=self.in_channels, num_points=self.cfg.get("num_points"),
+                    feature_keys=self.cfg.get("feature_keys"), num_classes=self.cfg.num_classes)
+
+    def train_epoch(self, loader, epoch: int) -> float:
+        """One pass over ``loader``; returns the mean loss."""
+        self.model.train()
+        losses, clip = [], self.cfg.get("grad_norm_clip")
+        bar = progress(loader, f"epoch {epoch}/{self.cfg.epochs}")
+        for data in bar:
+            data = prepare_batch(data, self.device, self.in_channels, self.cfg.get("num_points"),
+                                 self.cfg.get("feature_keys"))
+            loss = self.criterion(self.model(data), data["y"])
+            if not torch.isfinite(loss):
+                raise BadInputError(f"The training loss became {loss.item()} at epoch {epoch}: lower lr, "
+                                    f"set grad_norm_clip, or check the data for outliers.")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def run(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        train_loader, val_loader = self._loader("train"), self._loader("val")
+        if len(train_loader) == 0:
+            raise ConfigError(f"The train split has fewer samples ({len(train_loader.dataset)}) than "
+                              f"batch_size={cfg.batch_size}: lower batch_size.")
+        self.scheduler.step(self.start_epoch - 1)
+        for epoch in range(self.start_epoch, cfg.epochs + 1):
+            loss = self.train_epoch(train_loader, epoch)
+            message = f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} lr {self.optimizer.param_groups[0]['lr']:.2e}"
+            if epoch % cfg.val_freq == 0 or epoch == cfg.epochs:
+                val = evaluate(self.model, val_loader, desc="val", **self._eval_args())
+                message += f" val OA {val['oa']:.2f} mAcc {val['macc']:.2f}"
+                if val["oa"] > self.best_oa:
+                    self.best_oa, self.best_epoch = val["oa"], epoch
+                    self.folder.save_checkpoint(self._state(epoch), "ckpt_best.pth")
+            self.scheduler.step(epoch)
+            self.folder.save_checkpoint(self._state(epoch), "ckpt_latest.pth")
+            LOGGER.info(message)
+        best = load_checkpoint(self.folder.file("ckpt_best.pth"))
+        self.model.load_state_dict(best["model"])
+        test = evaluate(self.model, self._loader("test"), desc="test", **self._eval_args())
+        return self.finish({"epochs": cfg.epochs, "best_epoch": self.best_epoch, "best_val_oa": self.best_oa,
+                            "test_oa": test["oa"], "test_macc": test["macc"],
+                            "params_m": count_parameters(self.model) / 1e6})
+
+
+@RUNNERS.register_module(name="resume")
+class ResumeRunner(TrainRunner):
+    """Continue a killed or finished ``train`` run in its own folder from ``ckpt_latest.pth``.
+
+    The run is ``run_dir`` if set, else the folder of ``load_path`` if set, else the newest run of
+    the same task and experiment. ``epochs=N`` on the command line extends a finished run.
+    """
+
+    def __init__(self, cfg: Dict[str, Any]):
+        run_dir = cfg.get("run_dir") or (os.path.dirname(cfg.load_path) if cfg.get("load_path") else None)
+        run_dir = run_dir or RunFolder.latest(cfg.root_dir, cfg.task, cfg.exp)
+        if not run_dir or not os.path.isfile(os.path.join(run_dir, "ckpt_latest.pth")):
+            raise ConfigError(f"No run to resume for {cfg.task}/{cfg.exp} (looked in "
+                              f"{run_dir or os.path.join(cfg.root_dir, cfg.task)}): set run_dir to a run folder "
+                              f"holding ckpt_latest.pth, or start one with mode=train.")
+        state = load_checkpoint(os.path.join(run_dir, "ckpt_latest.pth"), key="run_dir")
+        super().__init__(cfg, RunFolder(run_dir), state)
+
+
+@RUNNERS.register_module(name="test")
+class TestRunner(Runner):
+    """Evaluate a trained checkpoint (``load_path``, else the newest run's ``ckpt_best.pth``) on the test split."""
+
+    def run(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        path = cfg.get("load_path")
+        if not path:
+            latest = RunFolder.latest(cfg.root_dir, cfg.task, cfg.exp)
+            path = os.path.join(latest, "ckpt_best.pth") if latest else None
+        state = load_checkpoint(path)
+        model = builders.build_model(cfg).to(self.device)
+        model.load_state_dict(state["model"])
+        test = evaluate(model, builders.build_dataloader(cfg, "test"), self.device, self.in_channels,
+                        cfg.get("num_points"), cfg.get("feature_keys"), cfg.num_classes, desc="test")
+        return self.finish({"checkpoint": path, "test_oa": test["oa"], "test_macc": test["macc"]})

@@ -1,0 +1,105 @@
+"""Config loading the PointNeXt way, with validation of keys.
+
+A config is OpenPoints' :class:`EasyConfig` loaded with ``recursive=True``: the experiment file is
+layered over every ``default.yaml`` found in its folder and the folders above it (``cfgs/default.yaml``
+first). Command-line ``key=value`` overrides are applied last.
+
+Validation: a top-level key of the experiment file, and every override, must name a key that the
+defaults define (``cfgs/default.yaml`` documents them all). An override that adds a new key on
+purpose is written ``+key=value``. A wrong key raises :class:`~plugin.errors.ConfigError` listing the
+valid choices.
+"""
+import difflib
+import os
+from typing import Iterable, List, Sequence
+
+import yaml
+from openpoints.utils import EasyConfig
+
+from ..errors import ConfigError
+
+
+def _default_chain(cfg_path: str) -> List[str]:
+    """The ``default.yaml`` files that ``EasyConfig.load(recursive=True)`` layers under ``cfg_path``."""
+    chain, folder = [], os.path.dirname(os.path.abspath(cfg_path))
+    while True:
+        candidate = os.path.join(folder, "default.yaml")
+        if os.path.isfile(candidate) and os.path.abspath(candidate) != os.path.abspath(cfg_path):
+            chain.append(candidate)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return chain
+        folder = parent
+
+
+def _read_yaml(path: str) -> dict:
+    try:
+        with open(path) as f:
+            content = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML ({e.__class__.__name__} at "
+                          f"{getattr(e, 'problem_mark', '?')}): fix the syntax of that file.") from None
+    if content is not None and not isinstance(content, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys to values, not a {type(content).__name__}.")
+    return content or {}
+
+
+def unknown_key_message(key: str, valid: Iterable[str], where: str) -> str:
+    """One sentence naming the wrong key, the closest valid keys and all valid ones."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(key.split(".")[-1], valid, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return (f"Unknown config key '{key}' in {where}{hint}; valid keys here: {', '.join(valid)}. "
+            f"Prefix an override with '+' to add a new key on purpose.")
+
+
+def apply_overrides(cfg: EasyConfig, overrides: Sequence[str]) -> None:
+    """Apply ``key=value`` overrides in place; each key must exist unless written ``+key=value``."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"Override '{item}' has no '=': write overrides as key=value, "
+                              f"for example epochs=5.")
+        key, value = item.split("=", 1)
+        key = key.lstrip("-")
+        add = key.startswith("+")
+        key = key.lstrip("+")
+        node, parts = cfg, key.split(".")
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if not add and (not isinstance(node, dict) or part not in node):
+                keys = node.keys() if isinstance(node, dict) else []
+                raise ConfigError(unknown_key_message(".".join(parts[:depth + 1]), keys,
+                                                      "the command-line overrides"))
+            if not last:
+                node = node.setdefault(part, EasyConfig())
+        cfg.update([f"{key}={value}"])
+
+
+def load_config(cfg_path: str, overrides: Sequence[str] = ()) -> EasyConfig:
+    """Load ``cfg_path`` over its ``default.yaml`` chain, validate it and apply ``overrides``.
+
+    Args:
+        cfg_path: the experiment YAML, e.g. ``cfgs/modelnet40/pointnext-s.yaml``.
+        overrides: ``key=value`` strings (dotted keys, values parsed as Python literals).
+
+    Returns:
+        The merged config, with ``cfg_path``, ``task`` (the experiment's folder name unless set) and
+        ``exp`` (the file name without extension) filled in.
+    """
+    if not os.path.isfile(cfg_path):
+        raise ConfigError(f"Config file '{cfg_path}' does not exist: pass an existing YAML with --cfg, "
+                          f"for example cfgs/modelnet40/pointnext-s.yaml.")
+    chain = _default_chain(cfg_path)
+    known = set()
+    for default in chain:
+        known.update(_read_yaml(default))
+    for key in _read_yaml(cfg_path):
+        if known and key not in known:
+            raise ConfigError(unknown_key_message(key, known, cfg_path))
+    cfg = EasyConfig()
+    cfg.load(cfg_path, recursive=True)
+    apply_overrides(cfg, overrides)
+    cfg.cfg_path = cfg_path
+    cfg.task = cfg.get("task") or os.path.basename(os.path.dirname(os.path.abspath(cfg_path)))
+    cfg.exp = cfg.get("exp") or os.path.splitext(os.path.basename(cfg_path))[0]
+    return cfg

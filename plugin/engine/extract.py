@@ -1,0 +1,67 @@
+"""``extract`` mode: write the global features of a frozen encoder and the labels of splits to ``.npz``."""
+import logging
+import os
+from typing import Any, Dict
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from . import atomic_io, builders
+from .batch import prepare_batch
+from .classification import progress
+from .registry import RUNNERS
+from .run_folder import load_checkpoint
+from .runner import Runner
+
+LOGGER = logging.getLogger("plugin")
+
+
+def load_encoder_weights(model: torch.nn.Module, path: str) -> int:
+    """Load the encoder tensors of checkpoint ``path`` into ``model.encoder``; returns how many loaded.
+
+    Accepts a full model state (keys ``encoder.*``) under ``model`` or at the top level, or an
+    encoder-only state. Missing encoder keys are an error, so a wrong checkpoint cannot pass silently.
+    """
+    state = load_checkpoint(path)
+    state = state.get("model", state)
+    prefix = "encoder."
+    encoder_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)} or state
+    missing, _ = model.encoder.load_state_dict(encoder_state, strict=False)
+    if missing:
+        raise ConfigError(f"Checkpoint '{path}' lacks {len(missing)} encoder tensors (first: {missing[0]}): "
+                                   f"set load_path to a checkpoint of the same model.encoder_args.")
+    return len(encoder_state)
+
+
+@RUNNERS.register_module(name="extract")
+class ExtractRunner(Runner):
+    """Write ``features_<split>.npz`` (``features`` (N,C) float32, ``labels`` (N,) int64) per split.
+
+    Reads ``extract.splits`` (default ``[train, test]``) and ``load_path`` (optional: without it the
+    encoder is randomly initialised, which is the baseline of a linear probe). Features are the
+    encoder's global embedding (``forward_cls_feat``) with the model in eval mode, in dataset order.
+    """
+
+    def run(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        model = builders.build_model(cfg).to(self.device).eval()
+        loaded = load_encoder_weights(model, cfg.load_path) if cfg.get("load_path") else 0
+        LOGGER.info(f"encoder tensors loaded: {loaded}" if loaded else "encoder randomly initialised")
+        outputs = {}
+        for split in (cfg.get("extract") or {}).get("splits") or ["train", "test"]:
+            loader = builders.build_dataloader(cfg, split, shuffle=False)
+            features, labels = [], []
+            with torch.no_grad():
+                for data in progress(loader, f"extract {split}"):
+                    data = prepare_batch(data, self.device, self.in_channels, cfg.get("num_points"),
+                                         cfg.get("feature_keys"))
+                    features.append(model.encoder.forward_cls_feat(data).float().cpu().numpy())
+                    labels.append(data["y"].cpu().numpy())
+            path = self.folder.file(f"features_{split}.npz")
+            atomic_io.save_npz(path, features=np.concatenate(features), labels=np.concatenate(labels))
+            outputs[split] = {"path": path, "count": int(sum(len(l) for l in labels)),
+                              "dim": int(features[0].shape[1])}
+            LOGGER.info(f"{split}: {outputs[split]['count']} x {outputs[split]['dim']} features -> {path}")
+        return self.finish({"load_path": cfg.get("load_path"), "encoder_tensors_loaded": loaded,
+                            "splits": outputs})

@@ -1,0 +1,53 @@
+"""The base class of every mode: device, seed, run folder, and the model's input channels."""
+import logging
+import time
+from typing import Any, Dict
+
+import torch
+
+from . import builders
+from .run_folder import RunFolder
+
+LOGGER = logging.getLogger("plugin")
+
+
+class Runner:
+    """A mode of ``tools/main.py``; subclasses implement :meth:`run` and register in ``RUNNERS``.
+
+    Args:
+        cfg: the merged run config (see ``cfgs/default.yaml`` for the keys every runner reads).
+        folder: the run folder to use; a new ``log/<task>/<exp>-<time>/`` by default.
+    """
+
+    def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None):
+        self.cfg = cfg
+        builders.seed_everything(cfg.get("seed"))
+        self.device = builders.select_device(cfg)
+        self.folder = folder or RunFolder.create(cfg.root_dir, cfg.task, cfg.exp)
+        self.folder.save_cfg(cfg)
+        self.started = time.time()
+        LOGGER.info(f"mode={cfg.mode} task={cfg.task} exp={cfg.exp} device={self.device} "
+                    f"run folder={self.folder.path}")
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the 3D encoder (``model.encoder_args.in_channels``, default 3)."""
+        encoder_args = self.cfg.model.get("encoder_args") or {}
+        return int(encoder_args.get("in_channels", 3))
+
+    def run(self) -> Dict[str, Any]:
+        """Do the work and return the final figures (also written to ``metrics.json``)."""
+        raise NotImplementedError
+
+    def finish(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
+        """Add the run's wall time and folder, write ``metrics.json`` and log the figures."""
+        metrics = dict(metrics, seconds=round(time.time() - self.started, 2), run_dir=self.folder.path)
+        self.folder.save_metrics(metrics)
+        LOGGER.info("final: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in metrics.items()))
+        return metrics
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
