@@ -10,14 +10,17 @@ CLASSES = ["airplane", "bathtub", "bed"]
 
 
 def _shape(label: int, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Class 0: a sphere, 1: a flat square, 2: a line segment; xyz plus outward normals."""
+    """Class 0: a sphere, 1: a cube surface, 2: a thin cylinder (all about unit size); xyz plus normals."""
     if label == 0:
         p = rng.normal(size=(n, 3))
         p /= np.linalg.norm(p, axis=1, keepdims=True)
     elif label == 1:
-        p = np.c_[rng.uniform(-1, 1, (n, 2)), np.zeros(n)]
+        p = rng.uniform(-0.8, 0.8, (n, 3))
+        face = rng.integers(0, 3, n)
+        p[np.arange(n), face] = np.sign(rng.uniform(-1, 1, n)) * 0.8
     else:
-        p = np.c_[rng.uniform(-1, 1, n), np.zeros((n, 2))]
+        angle = rng.uniform(0, 2 * np.pi, n)
+        p = np.c_[0.2 * np.cos(angle), 0.2 * np.sin(angle), rng.uniform(-1, 1, n)]
     p = p + 0.01 * rng.normal(size=p.shape)
     normals = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-6)
     return np.c_[p, normals]

@@ -28,8 +28,8 @@ def test_overrides_parse_literals_and_nest():
 
 @pytest.mark.parametrize("override, expected", [
     ("epoch=3", "Unknown config key 'epoch'"),
-    ("model.encoder_args.widht=3", "did you mean width"),
-    ("dataset.comon.data_dir=/x", "valid keys here: common, test, train, val"),
+    ("model.encoder_args.chanels=3", "did you mean channels"),
+    ("dataset.comon.data_dir=/x", "use one of common, test, train, val"),
     ("epochs", "has no '='"),
 ])
 def test_wrong_override_lists_choices(override, expected):

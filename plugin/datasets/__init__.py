@@ -1,0 +1,6 @@
+"""Classification datasets, registered in OpenPoints' ``DATASETS`` registry on import."""
+from .modelnet40 import MODELNET40_CLASSES, ModelNet40NormalResampled, ModelNet40Ply2048
+from .scanobjectnn import SCANOBJECTNN_CLASSES, ScanObjectNN
+
+__all__ = ["MODELNET40_CLASSES", "SCANOBJECTNN_CLASSES", "ModelNet40NormalResampled", "ModelNet40Ply2048",
+           "ScanObjectNN"]

@@ -1,0 +1,1 @@
+"""Tests of the dataset classes and the upstream dataset overrides."""
