@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import UserError
+from pointnet2_ops import pointnet2_utils
 
 CACHE_HOME = Path("~/.cache/openpoints-plugin")
 
@@ -28,11 +28,6 @@ def fps_downsample(points: np.ndarray, num_points: int, batch_size: int = 64) ->
     Returns:
         (B, num_points, C) clouds.
     """
-    try:
-        from pointnet2_ops import pointnet2_utils
-    except ImportError as exc:
-        raise UserError("Farthest point sampling needs the pointnet2_ops package: install third_party/"
-                        "pointnet2_ops or set dataset.common.uniform_sample to False.") from exc
     out = np.empty((len(points), num_points, points.shape[2]), dtype=points.dtype)
     with tqdm(total=len(points), desc="FPS", unit="cloud", disable=None) as bar, torch.no_grad():
         for start in range(0, len(points), batch_size):

@@ -49,8 +49,8 @@ def unknown_key_message(key: str, valid: Iterable[str], where: str) -> str:
     valid = sorted(valid)
     close = difflib.get_close_matches(key.split(".")[-1], valid, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return (f"Unknown config key '{key}' in {where}{hint}; valid keys here: {', '.join(valid)}. "
-            f"Prefix an override with '+' to add a new key on purpose.")
+    return (f"Unknown config key '{key}' in {where}{hint}: use one of {', '.join(valid)}, "
+            f"or write +{key}=VALUE on the command line to add a new key on purpose.")
 
 
 def apply_overrides(cfg: EasyConfig, overrides: Sequence[str]) -> None:

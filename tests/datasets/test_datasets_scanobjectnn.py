@@ -1,7 +1,6 @@
 """ScanObjectNN on tiny synthetic h5 files: variants, sampling, FPS and its caches, errors."""
 import os
 import re
-import sys
 from pathlib import Path
 
 import h5py
@@ -13,7 +12,7 @@ from openpoints.utils import EasyConfig
 
 from plugin.datasets import fps_sampling
 from plugin.datasets.scanobjectnn import SCANOBJECTNN_CLASSES, ScanObjectNN
-from plugin.errors import BadInputError, ConfigError, DataNotFoundError, UserError
+from plugin.errors import BadInputError, ConfigError, DataNotFoundError
 
 from .synthetic_clouds import POINTS_PER_FILE, SCANOBJECTNN_FILES, numpy_fps, write_h5
 
@@ -94,7 +93,6 @@ def test_features_are_pos_and_heights(scanobjectnn_root: Path) -> None:
 
 @pytest.mark.parametrize("num_points", [16, 40])
 def test_fps_matches_bruteforce_from_index_zero(scanobjectnn_root: Path, num_points: int) -> None:
-    pytest.importorskip("pointnet2_ops", reason="pointnet2_ops (third_party/pointnet2_ops) is not built")
     data = ScanObjectNN(scanobjectnn_root, "test", num_points=num_points, cache_fps=False)
     clouds = stored(scanobjectnn_root, "main_split/test_objectdataset_augmentedrot_scale75.h5")
     expected = np.stack([cloud[numpy_fps(cloud, num_points)] for cloud in clouds])
@@ -103,19 +101,10 @@ def test_fps_matches_bruteforce_from_index_zero(scanobjectnn_root: Path, num_poi
 
 
 def test_fps_batches_all_clouds(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("pointnet2_ops", reason="pointnet2_ops (third_party/pointnet2_ops) is not built")
     clouds = np.random.default_rng(3).normal(size=(5, 50, 4)).astype(np.float32)
     out = fps_sampling.fps_downsample(clouds, 10, batch_size=2)
     for cloud, sampled in zip(clouds, out):
         np.testing.assert_array_equal(sampled, cloud[numpy_fps(cloud[:, :3], 10)])
-
-
-def test_fps_without_pointnet2_ops(scanobjectnn_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pointnet2_ops", None)  # makes the import fail
-    expected = ("Farthest point sampling needs the pointnet2_ops package: install third_party/pointnet2_ops or set "
-                "dataset.common.uniform_sample to False.")
-    with pytest.raises(UserError, match=f"^{re.escape(expected)}$"):
-        ScanObjectNN(scanobjectnn_root, "test", num_points=16)
 
 
 def test_fps_cache_next_to_h5_then_reused(scanobjectnn_root: Path, numpy_fps_backend: list,
@@ -168,10 +157,9 @@ def test_fps_cache_goes_to_user_cache_when_folder_is_read_only(scanobjectnn_root
     assert numpy_fps_backend == [7]
 
 
-def test_full_size_test_split_needs_no_fps(scanobjectnn_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "pointnet2_ops", None)
+def test_full_size_test_split_needs_no_fps(scanobjectnn_root: Path, numpy_fps_backend: list) -> None:
     data = ScanObjectNN(scanobjectnn_root, "test", num_points=POINTS_PER_FILE)
-    assert data.points.shape == (7, POINTS_PER_FILE, 3)
+    assert data.points.shape == (7, POINTS_PER_FILE, 3) and numpy_fps_backend == []
 
 
 def test_unknown_variant(scanobjectnn_root: Path) -> None:

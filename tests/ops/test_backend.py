@@ -1,0 +1,80 @@
+"""Backend selection: native by default, reference via POINTNET2_OPS_BACKEND, one warning."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+import pointnet2_ops
+from pointnet2_ops import ops
+
+# Runs in a fresh interpreter: imports the package with warnings recorded, then runs the ops
+# on a fixed cloud and prints everything as JSON.
+_CHILD = """
+import json, warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import pointnet2_ops
+    from pointnet2_ops import ops
+    import torch
+    xyz = torch.rand(2, 64, 3, generator=torch.Generator().manual_seed(3))
+    results = {
+        "fps": ops.furthest_point_sample(xyz, 16).tolist(),
+        "ball_query": ops.ball_query(0.3, 8, xyz, xyz[:, :16].contiguous()).tolist(),
+        "knn": ops.knn(xyz, xyz, 4)[1].tolist(),
+    }
+    ops.furthest_point_sample(xyz, 4)  # a second call must not warn again
+messages = [str(w.message) for w in caught if "pointnet2_ops" in str(w.message)]
+print(json.dumps({"backend": pointnet2_ops.backend(), "warnings": messages, **results}))
+"""
+
+
+def _run_child(**env: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _expected() -> dict:
+    xyz = torch.rand(2, 64, 3, generator=torch.Generator().manual_seed(3))
+    return {
+        "fps": ops.furthest_point_sample(xyz, 16).tolist(),
+        "ball_query": ops.ball_query(0.3, 8, xyz, xyz[:, :16].contiguous()).tolist(),
+        "knn": ops.knn(xyz, xyz, 4)[1].tolist(),
+    }
+
+
+def test_reference_backend_env_var_warns_once_and_matches(ext):
+    child = _run_child(POINTNET2_OPS_BACKEND="reference")
+    assert child["backend"] == "reference"
+    assert len(child["warnings"]) == 1
+    message = child["warnings"][0]
+    assert "POINTNET2_OPS_BACKEND=reference" in message
+    assert "make install" in message and "pip install --no-build-isolation -e" in message
+    for key, value in _expected().items():
+        assert child[key] == value, key
+
+
+def test_native_backend_is_default_and_silent(ext):
+    child = _run_child(POINTNET2_OPS_BACKEND="")
+    assert child["backend"] == "native"
+    assert child["warnings"] == []
+
+
+def test_backend_reports_native_when_built(ext):
+    assert pointnet2_ops.backend() == "native"
+    assert pointnet2_ops.has_cuda_kernels() == bool(ext.with_cuda())
+
+
+def test_reference_fixture_switches_backend(backend):
+    assert pointnet2_ops.backend() == backend

@@ -1,0 +1,121 @@
+"""Invalid arguments raise PointOpsInputError with a message naming the argument and the fix."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pointnet2_ops import PointOpsInputError, ops, pointnet2_utils
+
+XYZ = torch.rand(2, 10, 3)
+FEATURES = torch.rand(2, 4, 10)
+IDX2 = torch.zeros(2, 5, dtype=torch.int32)
+IDX3 = torch.zeros(2, 5, 3, dtype=torch.int32)
+INT_XYZ = torch.ones(2, 10, 3, dtype=torch.int64)
+CHANNELS_FIRST = torch.rand(2, 3, 10)
+WEIGHT = torch.rand(2, 5, 3)
+
+CASES = [
+    # not a tensor
+    ("fps-list", lambda: ops.furthest_point_sample([[0.0, 0.0, 0.0]], 1),
+     ["`xyz` must be a torch.Tensor", "list", "torch.as_tensor"]),
+    ("gather-idx-list", lambda: ops.gather_points(FEATURES, [[0]]),
+     ["`idx` must be a torch.Tensor"]),
+    # wrong rank / last dim
+    ("fps-rank", lambda: ops.furthest_point_sample(torch.rand(10, 3), 2),
+     ["`xyz` must have shape (B, N, 3)", "(10, 3)"]),
+    ("fps-channels-first", lambda: ops.furthest_point_sample(CHANNELS_FIRST, 2),
+     ["`xyz` must have shape (B, N, 3)", "(2, 3, 10)", ".transpose(1, 2).contiguous()"]),
+    ("knn-last-dim", lambda: ops.knn(torch.rand(2, 5, 2), XYZ, 2),
+     ["`query` must have shape (B, N, 3)"]),
+    ("group-idx-rank", lambda: ops.group_points(FEATURES, IDX2),
+     ["`idx` must have shape (B, M, K)", "(2, 5)"]),
+    ("gather-features-rank", lambda: ops.gather_points(torch.rand(4, 10), IDX2),
+     ["`features` must have shape (B, C, N)"]),
+    # dtypes
+    ("fps-int-coords", lambda: ops.furthest_point_sample(INT_XYZ, 2),
+     ["`xyz` must be a floating-point tensor", "torch.int64", ".float()"]),
+    ("group-int-features", lambda: ops.group_points(torch.ones(2, 4, 10, dtype=torch.int32), IDX3),
+     ["`features` must be a floating-point tensor", "torch.int32"]),
+    ("gather-float-idx", lambda: ops.gather_points(FEATURES, IDX2.float()),
+     ["`idx` must be an int32 or int64 index tensor", "torch.float32", ".int()"]),
+    ("interp-int-weight", lambda: ops.three_interpolate(FEATURES, IDX3, IDX3),
+     ["`weight` must be a floating-point tensor"]),
+    # devices
+    ("ball-query-devices", lambda: ops.ball_query(0.1, 4, XYZ, XYZ.to("meta")),
+     ["`new_xyz` is on meta but `xyz` is on cpu", "same device"]),
+    ("group-devices", lambda: ops.group_points(FEATURES, IDX3.to("meta")),
+     ["`idx` is on meta but `features` is on cpu"]),
+    # contiguity
+    ("fps-non-contiguous", lambda: ops.furthest_point_sample(CHANNELS_FIRST.transpose(1, 2), 2),
+     ["`xyz` is not contiguous", "call .contiguous()"]),
+    ("group-non-contiguous-features",
+     lambda: ops.group_points(torch.rand(2, 10, 4).transpose(1, 2), IDX3),
+     ["`features` is not contiguous", "call .contiguous()"]),
+    ("gather-non-contiguous-idx", lambda: ops.gather_points(FEATURES, IDX3[:, :, 0]),
+     ["`idx` is not contiguous", "call .contiguous()"]),
+    # counts and radius
+    ("fps-npoint-too-large", lambda: ops.furthest_point_sample(XYZ, 11),
+     ["`npoint` (11) must not exceed the number of points N (10)"]),
+    ("fps-npoint-zero", lambda: ops.furthest_point_sample(XYZ, 0),
+     ["`npoint` must be positive, got 0"]),
+    ("fps-npoint-negative", lambda: ops.furthest_point_sample(XYZ, -3),
+     ["`npoint` must be positive, got -3"]),
+    ("fps-npoint-float", lambda: ops.furthest_point_sample(XYZ, 2.5),
+     ["`npoint` must be an int, got float"]),
+    ("ball-query-nsample-zero", lambda: ops.ball_query(0.1, 0, XYZ, XYZ),
+     ["`nsample` must be positive, got 0"]),
+    ("ball-query-radius-zero", lambda: ops.ball_query(0.0, 4, XYZ, XYZ),
+     ["`radius` must be positive and finite, got 0.0"]),
+    ("ball-query-radius-negative", lambda: ops.ball_query(-1, 4, XYZ, XYZ),
+     ["`radius` must be positive and finite, got -1.0"]),
+    ("ball-query-radius-nan", lambda: ops.ball_query(float("nan"), 4, XYZ, XYZ),
+     ["`radius` must be positive and finite"]),
+    ("knn-k-too-large", lambda: ops.knn(XYZ, XYZ, 11),
+     ["`k` (11) must not exceed the number of support points N (10)"]),
+    ("knn-k-zero", lambda: ops.knn(XYZ, XYZ, 0), ["`k` must be positive, got 0"]),
+    # empty clouds
+    ("fps-empty-batch", lambda: ops.furthest_point_sample(torch.rand(0, 10, 3), 1),
+     ["`xyz` is empty", "(0, 10, 3)", "B >= 1"]),
+    ("fps-no-points", lambda: ops.furthest_point_sample(torch.rand(2, 0, 3), 1),
+     ["`xyz` is empty", "N >= 1"]),
+    ("three-nn-no-known", lambda: ops.three_nn(XYZ, torch.rand(2, 0, 3)),
+     ["`known` is empty"]),
+    ("group-no-points", lambda: ops.group_points(torch.rand(2, 4, 0), IDX3),
+     ["`features` is empty"]),
+    # shape mismatches
+    ("ball-query-batch", lambda: ops.ball_query(0.1, 4, XYZ, torch.rand(3, 5, 3)),
+     ["`new_xyz` has size 3 in dim 0 but the batch size of `xyz` is 2"]),
+    ("interp-weight-shape", lambda: ops.three_interpolate(FEATURES, IDX3, torch.rand(2, 4, 3)),
+     ["`weight` has shape (2, 4, 3) but `idx` has (2, 5, 3)"]),
+    ("interp-idx-not-3", lambda: ops.three_interpolate(FEATURES, IDX3[..., :2].contiguous(),
+                                                        WEIGHT[..., :2].contiguous()),
+     ["`idx` has size 2 in dim 2 but the number of neighbours is 3"]),
+    ("group-backward-shape", lambda: ops.group_points_backward(torch.rand(2, 4, 5, 2), IDX3, 10),
+     ["`idx` has size 3 in dim 2 but K of `grad_out` (dim 3) is 2"]),
+    ("gather-backward-n", lambda: ops.gather_points_backward(torch.rand(2, 4, 5), IDX2, 0),
+     ["`n` must be positive, got 0"]),
+    # module
+    ("query-and-group-no-features",
+     lambda: pointnet2_utils.QueryAndGroup(0.2, 4, use_xyz=False)(XYZ, XYZ),
+     ["`features` is None but use_xyz=False"]),
+]
+
+
+@pytest.mark.parametrize("call,fragments", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_invalid_argument_raises_with_clear_message(backend, call, fragments):
+    with pytest.raises(PointOpsInputError) as info:
+        call()
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message
+    assert message.count(";") <= 1 and "\n" not in message  # one sentence
+
+
+def test_error_is_a_value_error():
+    assert issubclass(PointOpsInputError, ValueError)
+
+
+def test_out_of_range_index_is_rejected_by_cpu_kernel(ext):
+    with pytest.raises(IndexError, match="out of range"):
+        ops.group_points(FEATURES, torch.full((2, 5, 3), 10, dtype=torch.int32))

@@ -1,0 +1,114 @@
+// Python bindings: each op dispatches to the CPU or CUDA kernel by its first tensor's device.
+// torch's pybind11 setup with the at::Tensor casters; much lighter than torch/extension.h.
+#include <torch/csrc/utils/pybind.h>
+
+#include "pointnet2_ops.h"
+
+namespace pointnet2_ops {
+namespace {
+
+bool with_cuda() {
+#ifdef WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool with_openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+// True when `t` must run on the CUDA kernels; rejects CUDA tensors in a CPU-only build.
+bool use_cuda(const at::Tensor& t) {
+  TORCH_CHECK(t.is_cpu() || (t.is_cuda() && with_cuda()), "pointnet2_ops kernels for device ",
+              t.device(), " are not built; use the reference backend");
+  return t.is_cuda();
+}
+
+#ifdef WITH_CUDA
+#define DISPATCH(fn, t, ...) (use_cuda(t) ? cuda::fn(__VA_ARGS__) : cpu::fn(__VA_ARGS__))
+#else
+#define DISPATCH(fn, t, ...) (use_cuda(t), cpu::fn(__VA_ARGS__))
+#endif
+
+at::Tensor furthest_point_sample(const at::Tensor& xyz, int64_t npoint) {
+  return DISPATCH(furthest_point_sample, xyz, xyz, npoint);
+}
+
+at::Tensor gather_points(const at::Tensor& features, const at::Tensor& idx) {
+  return DISPATCH(gather_points, features, features, idx);
+}
+
+at::Tensor gather_points_backward(const at::Tensor& grad_out, const at::Tensor& idx, int64_t n) {
+  return DISPATCH(gather_points_backward, grad_out, grad_out, idx, n);
+}
+
+at::Tensor ball_query(double radius, int64_t nsample, const at::Tensor& xyz,
+                      const at::Tensor& new_xyz) {
+  return DISPATCH(ball_query, xyz, radius, nsample, xyz, new_xyz);
+}
+
+at::Tensor group_points(const at::Tensor& features, const at::Tensor& idx) {
+  return DISPATCH(group_points, features, features, idx);
+}
+
+at::Tensor group_points_backward(const at::Tensor& grad_out, const at::Tensor& idx, int64_t n) {
+  return DISPATCH(group_points_backward, grad_out, grad_out, idx, n);
+}
+
+std::tuple<at::Tensor, at::Tensor> three_nn(const at::Tensor& unknown, const at::Tensor& known) {
+  return DISPATCH(three_nn, unknown, unknown, known);
+}
+
+at::Tensor three_interpolate(const at::Tensor& features, const at::Tensor& idx,
+                             const at::Tensor& weight) {
+  return DISPATCH(three_interpolate, features, features, idx, weight);
+}
+
+at::Tensor three_interpolate_backward(const at::Tensor& grad_out, const at::Tensor& idx,
+                                      const at::Tensor& weight, int64_t m) {
+  return DISPATCH(three_interpolate_backward, grad_out, grad_out, idx, weight, m);
+}
+
+std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor& support,
+                                       int64_t k) {
+  return DISPATCH(knn, query, query, support, k);
+}
+
+#undef DISPATCH
+
+}  // namespace
+}  // namespace pointnet2_ops
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  namespace p = pointnet2_ops;
+  // The kernels never touch Python objects, so other Python threads may run meanwhile.
+  const auto nogil = py::call_guard<py::gil_scoped_release>();
+  m.doc() = "pointnet2_ops native kernels (CPU, and CUDA when built with it).";
+  m.def("with_cuda", &p::with_cuda, "Whether the CUDA kernels were compiled in.");
+  m.def("with_openmp", &p::with_openmp, "Whether the CPU kernels were compiled with OpenMP.");
+  m.def("furthest_point_sample", &p::furthest_point_sample, nogil,
+        "xyz (B,N,3), npoint -> idx (B,npoint) int32");
+  m.def("gather_points", &p::gather_points, nogil, "features (B,C,N), idx (B,M) -> (B,C,M)");
+  m.def("gather_points_backward", &p::gather_points_backward, nogil,
+        "grad_out (B,C,M), idx (B,M), N -> (B,C,N)");
+  m.def("ball_query", &p::ball_query, nogil,
+        "radius, nsample, xyz (B,N,3), new_xyz (B,M,3) -> idx (B,M,nsample) int32");
+  m.def("group_points", &p::group_points, nogil,
+        "features (B,C,N), idx (B,M,K) -> (B,C,M,K)");
+  m.def("group_points_backward", &p::group_points_backward, nogil,
+        "grad_out (B,C,M,K), idx (B,M,K), N -> (B,C,N)");
+  m.def("three_nn", &p::three_nn, nogil,
+        "unknown (B,n,3), known (B,m,3) -> (dist2, idx), each (B,n,3)");
+  m.def("three_interpolate", &p::three_interpolate, nogil,
+        "features (B,C,m), idx (B,n,3), weight (B,n,3) -> (B,C,n)");
+  m.def("three_interpolate_backward", &p::three_interpolate_backward, nogil,
+        "grad_out (B,C,n), idx (B,n,3), weight (B,n,3), m -> (B,C,m)");
+  m.def("knn", &p::knn, nogil,
+        "query (B,M,3), support (B,N,3), k -> (dist2, idx), each (B,M,k)");
+}

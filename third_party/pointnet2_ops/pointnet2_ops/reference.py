@@ -1,0 +1,131 @@
+"""Pure-PyTorch reference implementations of the kernel-level ops.
+
+Signatures and semantics match the compiled kernels in ``pointnet2_ops._C`` exactly (see
+:mod:`pointnet2_ops.ops` for the documented contract); inputs are assumed already validated:
+contiguous float32/float64 tensors of one dtype and int32/int64 indices. Squared distances are
+evaluated as ``(dx*dx + dy*dy) + dz*dz``, the order the kernels use, so index results (FPS,
+ball query, three_nn, knn) agree bit for bit. Everything is vectorised over points; only FPS
+loops, over its sequential sampling steps.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_FPS_INIT = 1e10  # initial running min distance, as in the CUDA kernels
+
+
+def _pairwise_sq_dist(a: Tensor, b: Tensor) -> Tensor:
+    """Squared distances (B, M, N) between a (B, M, 3) and b (B, N, 3), kernel evaluation order."""
+    diff = a.unsqueeze(2) - b.unsqueeze(1)
+    dx, dy, dz = diff.unbind(-1)
+    return dx * dx + dy * dy + dz * dz
+
+
+def _expand_index(idx: Tensor, channels: int) -> Tensor:
+    """(B, ...) indices -> (B, C, prod(...)) int64, ready for gather/scatter along dim 2."""
+    flat = idx.reshape(idx.shape[0], 1, -1).long()
+    return flat.expand(-1, channels, -1)
+
+
+def furthest_point_sample(xyz: Tensor, npoint: int) -> Tensor:
+    """Furthest point sampling; see :func:`pointnet2_ops.ops.furthest_point_sample`."""
+    b, n, _ = xyz.shape
+    xs, ys, zs = xyz.unbind(-1)
+    min_d = torch.full((b, n), _FPS_INIT, dtype=xyz.dtype, device=xyz.device)
+    out = torch.zeros(b, npoint, dtype=torch.long, device=xyz.device)
+    last = torch.zeros(b, 1, dtype=torch.long, device=xyz.device)
+    for j in range(1, npoint):
+        dx = xs - xs.gather(1, last)
+        dy = ys - ys.gather(1, last)
+        dz = zs - zs.gather(1, last)
+        d = dx * dx + dy * dy + dz * dz
+        # Like the kernels' `d < old ? d : old`: a NaN distance leaves min_d unchanged.
+        min_d = torch.where(d < min_d, d, min_d)
+        last = min_d.argmax(dim=1, keepdim=True)  # first (lowest) index on ties
+        out[:, j] = last.squeeze(1)
+    return out.int()
+
+
+def gather_points(features: Tensor, idx: Tensor) -> Tensor:
+    """Gather (B, C, N) features at (B, M) indices -> (B, C, M)."""
+    return features.gather(2, _expand_index(idx, features.shape[1]))
+
+
+def gather_points_backward(grad_out: Tensor, idx: Tensor, n: int) -> Tensor:
+    """Scatter-add (B, C, M) gradients back to (B, C, N)."""
+    b, c, _ = grad_out.shape
+    grad = grad_out.new_zeros(b, c, n)
+    return grad.scatter_add_(2, _expand_index(idx, c), grad_out)
+
+
+def ball_query(radius: float, nsample: int, xyz: Tensor, new_xyz: Tensor) -> Tensor:
+    """Ball query; see :func:`pointnet2_ops.ops.ball_query`."""
+    r = torch.tensor(radius, dtype=xyz.dtype)
+    inside = _pairwise_sq_dist(new_xyz, xyz) < r * r  # (B, M, N)
+    rank = inside.cumsum(-1, dtype=torch.int32)  # 1-based rank of each hit in index order
+    keep = inside & (rank <= nsample)
+    # Scatter each kept hit's index into its slot; everything else lands in a spare slot.
+    slot = torch.where(keep, rank - 1, nsample).long()
+    n = xyz.shape[1]
+    point_ids = torch.arange(n, dtype=torch.int32, device=xyz.device).expand_as(slot)
+    slots = torch.zeros(*slot.shape[:2], nsample + 1, dtype=torch.int32, device=xyz.device)
+    slots.scatter_(-1, slot, point_ids)
+    hits = rank[..., -1:].clamp(max=nsample)  # (B, M, 1)
+    filled = torch.arange(nsample, device=xyz.device) < hits
+    # Pad with the first hit (slot 0 stays 0 when there is no hit at all).
+    return torch.where(filled, slots[..., :nsample], slots[..., :1])
+
+
+def group_points(features: Tensor, idx: Tensor) -> Tensor:
+    """Group (B, C, N) features by (B, M, K) indices -> (B, C, M, K)."""
+    b, c, _ = features.shape
+    grouped = features.gather(2, _expand_index(idx, c))
+    return grouped.view(b, c, *idx.shape[1:])
+
+
+def group_points_backward(grad_out: Tensor, idx: Tensor, n: int) -> Tensor:
+    """Scatter-add (B, C, M, K) gradients back to (B, C, N)."""
+    b, c = grad_out.shape[:2]
+    grad = grad_out.new_zeros(b, c, n)
+    return grad.scatter_add_(2, _expand_index(idx, c), grad_out.reshape(b, c, -1))
+
+
+def three_nn(unknown: Tensor, known: Tensor) -> tuple[Tensor, Tensor]:
+    """Three nearest known points; see :func:`pointnet2_ops.ops.three_nn` (squared distances)."""
+    d = _pairwise_sq_dist(unknown, known)  # (B, n, m)
+    # A stable ascending sort reproduces the kernels' strict-`<` cascade (ties: lower index).
+    dist2, idx = d.sort(dim=-1, stable=True)
+    dist2, idx = dist2[..., :3], idx[..., :3].int()
+    missing = 3 - dist2.shape[-1]  # m < 3: unfilled slots hold +inf and index 0
+    if missing > 0:
+        dist2 = torch.nn.functional.pad(dist2, (0, missing), value=float("inf"))
+        idx = torch.nn.functional.pad(idx, (0, missing), value=0)
+    return dist2, idx
+
+
+def three_interpolate(features: Tensor, idx: Tensor, weight: Tensor) -> Tensor:
+    """Weighted sum of three (B, C, m) features per (B, n, 3) indices/weights -> (B, C, n)."""
+    b, c, _ = features.shape
+    n = idx.shape[1]
+    picked = features.gather(2, _expand_index(idx, c)).view(b, c, n, 3)
+    w = weight.unsqueeze(1)  # (B, 1, n, 3)
+    p0, p1, p2 = picked.unbind(-1)
+    w0, w1, w2 = w.unbind(-1)
+    return w0 * p0 + w1 * p1 + w2 * p2
+
+
+def three_interpolate_backward(grad_out: Tensor, idx: Tensor, weight: Tensor, m: int) -> Tensor:
+    """Scatter-add (B, C, n) gradients times weights back to (B, C, m)."""
+    b, c, _ = grad_out.shape
+    contrib = grad_out.unsqueeze(-1) * weight.unsqueeze(1)  # (B, C, n, 3)
+    grad = grad_out.new_zeros(b, c, m)
+    return grad.scatter_add_(2, _expand_index(idx, c), contrib.reshape(b, c, -1))
+
+
+def knn(query: Tensor, support: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """k nearest support points per query; see :func:`pointnet2_ops.ops.knn` (squared)."""
+    d = _pairwise_sq_dist(query, support)  # (B, M, N)
+    dist2, idx = d.sort(dim=-1, stable=True)  # ties: lower index first
+    return dist2[..., :k].contiguous(), idx[..., :k].int()

@@ -1,0 +1,311 @@
+"""Benchmark the pointnet2_ops kernels against the pure-PyTorch reference (and fpsample).
+
+Measures each op on CPU, the C++ kernel vs :mod:`pointnet2_ops.reference` at the same thread
+count; FPS also against ``fpsample.fps_sampling`` per cloud at one thread each (fpsample is
+single-threaded); and the CUDA kernels when a GPU is present. Prints a table, checks the
+speed targets, and writes JSON.
+
+Usage::
+
+    .venv/bin/python tools/benchmark_ops.py [--quick] [--out benchmarks/ops.json] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+import pointnet2_ops
+from pointnet2_ops import ops, reference
+
+TARGET_REFERENCE_SPEEDUP = 5.0  # FPS and ball query: native >= 5x reference
+Inputs = dict[str, object]
+
+
+@dataclass
+class Case:
+    """One benchmarked op at one shape.
+
+    Args:
+        name: op name (as in :mod:`pointnet2_ops.ops`).
+        shape: human-readable shape description.
+        make: builds the inputs (CPU tensors) from a seeded generator.
+        native: runs the op through :mod:`pointnet2_ops.ops` (native kernels).
+        ref: runs :mod:`pointnet2_ops.reference` on the same inputs.
+        fps_cloud: for FPS, (points per cloud, samples) to compare with fpsample.
+    """
+
+    name: str
+    shape: str
+    make: Callable[[torch.Generator], Inputs]
+    native: Callable[[Inputs], object]
+    ref: Callable[[Inputs], object]
+    fps_cloud: tuple[int, int] | None = None
+
+
+def _fps_case(b: int, n: int, m: int) -> Case:
+    return Case(
+        "furthest_point_sample", f"B={b} N={n}->{m}",
+        lambda g: {"xyz": torch.rand(b, n, 3, generator=g)},
+        lambda t: ops.furthest_point_sample(t["xyz"], m),
+        lambda t: reference.furthest_point_sample(t["xyz"], m),
+        fps_cloud=(n, m),
+    )
+
+
+def _group_cases(b: int, c: int, n: int, m: int, k: int) -> list[Case]:
+    def make(g: torch.Generator) -> Inputs:
+        return {
+            "features": torch.randn(b, c, n, generator=g),
+            "idx": torch.randint(0, n, (b, m, k), generator=g, dtype=torch.int32),
+            "grad": torch.randn(b, c, m, k, generator=g),
+        }
+
+    shape = f"B={b} C={c} N={n} M={m} K={k}"
+    return [
+        Case("group_points", shape, make,
+             lambda t: ops.group_points(t["features"], t["idx"]),
+             lambda t: reference.group_points(t["features"], t["idx"])),
+        Case("group_points_backward", shape, make,
+             lambda t: ops.group_points_backward(t["grad"], t["idx"], n),
+             lambda t: reference.group_points_backward(t["grad"], t["idx"], n)),
+    ]
+
+
+def _interpolate_cases(b: int, c: int, n: int, m: int) -> list[Case]:
+    def make(g: torch.Generator) -> Inputs:
+        unknown, known = torch.rand(b, n, 3, generator=g), torch.rand(b, m, 3, generator=g)
+        dist2, idx = reference.three_nn(unknown, known)
+        weight = 1.0 / (dist2 + 1e-8)
+        return {
+            "unknown": unknown, "known": known, "idx": idx,
+            "weight": (weight / weight.sum(-1, keepdim=True)).contiguous(),
+            "features": torch.randn(b, c, m, generator=g),
+            "grad": torch.randn(b, c, n, generator=g),
+        }
+
+    shape = f"B={b} C={c} n={n}<-m={m}"
+    return [
+        Case("three_nn", f"B={b} n={n}<-m={m}", make,
+             lambda t: ops.three_nn(t["unknown"], t["known"]),
+             lambda t: reference.three_nn(t["unknown"], t["known"])),
+        Case("three_interpolate", shape, make,
+             lambda t: ops.three_interpolate(t["features"], t["idx"], t["weight"]),
+             lambda t: reference.three_interpolate(t["features"], t["idx"], t["weight"])),
+        Case("three_interpolate_backward", shape, make,
+             lambda t: ops.three_interpolate_backward(t["grad"], t["idx"], t["weight"], m),
+             lambda t: reference.three_interpolate_backward(t["grad"], t["idx"], t["weight"], m)),
+    ]
+
+
+def build_cases(quick: bool) -> list[Case]:
+    """The benchmarked cases: PointNeXt-S shapes, or small ones with ``quick``."""
+    b = 4 if quick else 32
+    fps = [_fps_case(b, 1024, 512)] + ([] if quick else [_fps_case(8, 24000, 6000)])
+    def cloud_and_centres(g: torch.Generator) -> Inputs:
+        xyz = torch.rand(b, 1024, 3, generator=g)
+        return {"xyz": xyz, "centres": xyz[:, :512].contiguous()}
+
+    bq = Case(
+        "ball_query", f"B={b} N=1024 M=512 r=0.15 K=32", cloud_and_centres,
+        lambda t: ops.ball_query(0.15, 32, t["xyz"], t["centres"]),
+        lambda t: reference.ball_query(0.15, 32, t["xyz"], t["centres"]),
+    )
+    knn = Case(
+        "knn", f"B={b} N=1024 M=1024 k=20",
+        lambda g: {"xyz": torch.rand(b, 1024, 3, generator=g)},
+        lambda t: ops.knn(t["xyz"], t["xyz"], 20),
+        lambda t: reference.knn(t["xyz"], t["xyz"], 20),
+    )
+    gather = Case(
+        "gather_points", f"B={b} C=64 N=1024 M=512",
+        lambda g: {"features": torch.randn(b, 64, 1024, generator=g),
+                   "idx": torch.randint(0, 1024, (b, 512), generator=g, dtype=torch.int32)},
+        lambda t: ops.gather_points(t["features"], t["idx"]),
+        lambda t: reference.gather_points(t["features"], t["idx"]),
+    )
+    # (C, N, M): PointNeXt-S set-abstraction stages at K = 32 neighbours.
+    group_shapes = [(64, 1024, 512), (128, 512, 128), (512, 128, 32)]
+    if quick:
+        group_shapes = group_shapes[:1]
+    groups = [c for ch, n, m in group_shapes for c in _group_cases(b, ch, n, m, 32)]
+    return fps + [bq, knn, gather] + groups + _interpolate_cases(b, 128, 512, 128)
+
+
+MIN_TIMED_S = 0.5  # keep sampling fast ops for at least this long (thread pools warm up)
+MAX_SAMPLES = 200
+
+
+def _time(fn: Callable[[], object], repeat: int, sync: Callable[[], None] = lambda: None) -> float:
+    """Median wall time of ``fn`` in ms over at least ``repeat`` runs, after a warm-up call."""
+    fn()
+    sync()
+    samples: list[float] = []
+
+    def done() -> bool:
+        long_enough = sum(samples) >= MIN_TIMED_S * 1e3 or len(samples) >= MAX_SAMPLES
+        return len(samples) >= repeat and long_enough
+
+    while not done():
+        start = time.perf_counter()
+        fn()
+        sync()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+def _time_fpsample(inputs: Inputs, m: int, repeat: int) -> float | None:
+    """fpsample.fps_sampling per cloud (ms), starting at index 0 like our FPS; None if absent."""
+    try:
+        import fpsample
+    except ImportError:
+        return None
+    clouds = [cloud.numpy() for cloud in inputs["xyz"]]  # type: ignore[union-attr]
+    total = _time(lambda: [fpsample.fps_sampling(c, m, start_idx=0) for c in clouds], repeat)
+    return total / len(clouds)
+
+
+def _to_cuda(inputs: Inputs) -> Inputs:
+    return {k: v.cuda() if torch.is_tensor(v) else v for k, v in inputs.items()}
+
+
+def run_case(case: Case, threads: int, repeat: int, use_cuda: bool) -> dict:
+    """Time one case; returns a JSON-ready row."""
+    inputs = case.make(torch.Generator().manual_seed(0))
+    slow_repeat = max(1, repeat // 3) if case.fps_cloud and case.fps_cloud[0] > 5000 else repeat
+    row: dict = {"op": case.name, "shape": case.shape}
+    torch.set_num_threads(1)
+    row["native_1thread_ms"] = _time(lambda: case.native(inputs), slow_repeat)
+    torch.set_num_threads(threads)
+    row["native_ms"] = _time(lambda: case.native(inputs), slow_repeat)
+    row["thread_scaling"] = row["native_1thread_ms"] / row["native_ms"]
+    row["reference_ms"] = _time(lambda: case.ref(inputs), slow_repeat)
+    row["speedup"] = row["reference_ms"] / row["native_ms"]
+    if case.fps_cloud:
+        batch = len(inputs["xyz"])  # type: ignore[arg-type]
+        row["native_1thread_per_cloud_ms"] = row["native_1thread_ms"] / batch
+        row["fpsample_per_cloud_ms"] = _time_fpsample(inputs, case.fps_cloud[1], slow_repeat)
+        if row["fpsample_per_cloud_ms"]:
+            row["vs_fpsample"] = row["fpsample_per_cloud_ms"] / row["native_1thread_per_cloud_ms"]
+    if use_cuda:
+        gpu = _to_cuda(inputs)
+        row["cuda_ms"] = _time(lambda: case.native(gpu), repeat, torch.cuda.synchronize)
+    return row
+
+
+def measure_pointnext_s_step_share(rows: list[dict], args: argparse.Namespace) -> dict | None:
+    """Extension point: share of a PointNeXt-S training step spent in these ops.
+
+    Not implemented here (it needs the model): a later part should time one PointNeXt-S
+    training step at the same batch size, add up the op times measured in ``rows`` at the
+    model's shapes, and return e.g. ``{"step_ms": ..., "ops_ms": ..., "share": ...}``, which is
+    then printed and stored under ``"pointnext_s_step_share"`` in the JSON.
+
+    Args:
+        rows: the measured rows from :func:`run_case`.
+        args: the parsed command-line arguments.
+
+    Returns:
+        The measurement, or None while it is not implemented.
+    """
+    return None
+
+
+def check_targets(rows: list[dict]) -> list[str]:
+    """One line per speed target, starting with PASS or MISS."""
+    lines = []
+    for row in rows:
+        label = f"{row['op']} [{row['shape']}]"
+        if row["op"] in ("furthest_point_sample", "ball_query"):
+            ok = row["speedup"] >= TARGET_REFERENCE_SPEEDUP
+            lines.append(f"{'PASS' if ok else 'MISS'} {label}: {row['speedup']:.1f}x reference "
+                         f"(target >= {TARGET_REFERENCE_SPEEDUP:.0f}x)")
+        if row.get("vs_fpsample") is not None:
+            ok = row["vs_fpsample"] >= 1.0
+            lines.append(f"{'PASS' if ok else 'MISS'} {label}: {row['vs_fpsample']:.1f}x faster "
+                         "than fpsample per cloud at 1 thread each (target >= 1x)")
+    return lines
+
+
+def format_table(rows: list[dict], threads: int) -> str:
+    """The results as a plain-text table."""
+    def opt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    header = (f"{'op':<28}{'shape':<32}{'native ms':>10}{'1-thr ms':>10}{'scale':>7}"
+              f"{'ref ms':>10}{'speedup':>9}{'fpsample/cloud':>16}{'native/cloud':>14}"
+              f"{'cuda ms':>9}")
+    lines = [
+        f"CPU threads: {threads} for native ('native ms') and reference ('ref ms'); "
+        "'1-thr ms': native on 1 thread, 'scale' = 1-thr / native. "
+        "FPS vs fpsample: ms per cloud, 1 thread each.",
+        header,
+        "-" * len(header),
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['op']:<28}{r['shape']:<32}{r['native_ms']:>10.2f}{r['native_1thread_ms']:>10.2f}"
+            f"{r['thread_scaling']:>6.2f}x{r['reference_ms']:>10.2f}{r['speedup']:>8.1f}x"
+            f"{opt(r.get('fpsample_per_cloud_ms')):>16}"
+            f"{opt(r.get('native_1thread_per_cloud_ms')):>14}{opt(r.get('cuda_ms')):>9}"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="benchmarks/ops.json", help="JSON output path")
+    parser.add_argument("--quick", action="store_true", help="small shapes, few repeats")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="CPU threads for native and reference (default: torch's)")
+    parser.add_argument("--repeat", type=int, default=None, help="timed runs per measurement")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if pointnet2_ops.backend() != "native":
+        print("error: native ops are not built; run `make install` first", file=sys.stderr)
+        return 1
+    repeat = args.repeat or (1 if args.quick else 5)
+    use_cuda = torch.cuda.is_available() and pointnet2_ops.has_cuda_kernels()
+    cases = build_cases(args.quick)
+    rows = []
+    for i, case in enumerate(cases, 1):
+        print(f"[{i}/{len(cases)}] {case.name} {case.shape} ...", file=sys.stderr, flush=True)
+        rows.append(run_case(case, args.threads, repeat, use_cuda))
+    print(format_table(rows, args.threads))
+    targets = check_targets(rows)
+    print("\n".join(["", "Targets:"] + targets))
+    report = {
+        "meta": {
+            "threads": args.threads, "quick": args.quick, "repeat": repeat,
+            "torch": torch.__version__, "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "cuda_device": torch.cuda.get_device_name() if use_cuda else None,
+        },
+        "results": rows,
+        "targets": targets,
+    }
+    share = measure_pointnext_s_step_share(rows, args)
+    if share is not None:
+        print(f"\nPointNeXt-S step share: {share}")
+        report["pointnext_s_step_share"] = share
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(report, fh, indent=2)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
