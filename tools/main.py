@@ -18,11 +18,12 @@ def main(argv=None) -> int:
 
     from plugin.engine import load_config, runner_for
     from plugin.errors import UserError
+    from plugin.ops import PointOpsInputError
 
     try:
         cfg = load_config(args.cfg, args.overrides)
         runner_for(cfg.mode)(cfg).run()
-    except UserError as e:
+    except (UserError, PointOpsInputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

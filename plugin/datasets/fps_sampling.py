@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pointnet2_ops import pointnet2_utils
+from ..ops import pointnet2_utils
 
 CACHE_HOME = Path("~/.cache/openpoints-plugin")
 

@@ -4,7 +4,7 @@ from typing import Any, Dict, Optional
 import torch
 from openpoints.dataset import get_features_by_keys
 
-from pointnet2_ops import pointnet2_utils
+from ..ops import pointnet2_utils
 
 from ..errors import BadInputError
 

@@ -118,3 +118,16 @@ def test_interrupted_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypat
     monkeypatch.undo()
     assert torch.load(target, weights_only=False) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt_latest.pth"]
+
+
+@pytest.mark.parametrize("pos, message", [
+    (torch.zeros(2, 0, 3), "empty point cloud"),
+    (torch.tensor([[[0.0, float("nan"), 0.0]]]), "NaN or infinite coordinates"),
+    (torch.zeros(2, 5, 2), "each cloud must be (N, 3)"),
+])
+def test_bad_point_batches_are_rejected(pos, message):
+    from plugin.engine.batch import prepare_batch
+    from plugin.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=re.escape(message)):
+        prepare_batch({"pos": pos, "x": pos, "y": torch.zeros(pos.shape[0])}, torch.device("cpu"), 3)
