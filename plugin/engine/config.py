@@ -8,6 +8,10 @@ Validation: a top-level key of the experiment file, and every override, must nam
 defaults define (``cfgs/default.yaml`` documents them all). An override that adds a new key on
 purpose is written ``+key=value``. A wrong key raises :class:`~plugin.errors.ConfigError` listing the
 valid choices.
+
+Staged workflows: a ``stage_cfgs`` block maps a mode to the keys that differ for that stage (its
+dataset, model head, epochs, ...). They are merged for the effective ``mode`` before the
+command-line overrides, so ``mode=svm`` runs the SVM stage of a workflow file alone.
 """
 import difflib
 import os
@@ -83,7 +87,7 @@ def load_config(cfg_path: str, overrides: Sequence[str] = ()) -> EasyConfig:
         overrides: ``key=value`` strings (dotted keys, values parsed as Python literals).
 
     Returns:
-        The merged config, with ``cfg_path``, ``task`` (the experiment's folder name unless set) and
+        The merged config, with ``cfg_path``, ``overrides``, ``task`` (the experiment's folder name unless set) and
         ``exp`` (the file name without extension) filled in.
     """
     if not os.path.isfile(cfg_path):
@@ -98,8 +102,16 @@ def load_config(cfg_path: str, overrides: Sequence[str] = ()) -> EasyConfig:
             raise ConfigError(unknown_key_message(key, known, cfg_path))
     cfg = EasyConfig()
     cfg.load(cfg_path, recursive=True)
-    apply_overrides(cfg, overrides)
+    # stage_cfgs.* overrides first, then the effective mode's stage block, then the other overrides
+    stage_overrides = [o for o in overrides if o.lstrip("-+").startswith("stage_cfgs.")]
+    apply_overrides(cfg, stage_overrides)
+    modes = [o.split("=", 1)[1] for o in overrides if o.lstrip("-").split("=", 1)[0] == "mode" and "=" in o]
+    stage = (cfg.get("stage_cfgs") or {}).get(modes[-1] if modes else cfg.mode)
+    if stage:
+        cfg.update(stage.dict() if hasattr(stage, "dict") else dict(stage))
+    apply_overrides(cfg, [o for o in overrides if o not in stage_overrides])
     cfg.cfg_path = cfg_path
+    cfg.overrides = list(overrides)
     cfg.task = cfg.get("task") or os.path.basename(os.path.dirname(os.path.abspath(cfg_path)))
     cfg.exp = cfg.get("exp") or os.path.splitext(os.path.basename(cfg_path))[0]
     return cfg

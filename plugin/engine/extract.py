@@ -6,32 +6,14 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from ..errors import ConfigError
 from . import atomic_io, builders
 from .batch import prepare_batch
 from .classification import progress
+from .encoder_weights import load_encoder_weights
 from .registry import RUNNERS
-from .run_folder import load_checkpoint
 from .runner import Runner
 
 LOGGER = logging.getLogger("plugin")
-
-
-def load_encoder_weights(model: torch.nn.Module, path: str) -> int:
-    """Load the encoder tensors of checkpoint ``path`` into ``model.encoder``; returns how many loaded.
-
-    Accepts a full model state (keys ``encoder.*``) under ``model`` or at the top level, or an
-    encoder-only state. Missing encoder keys are an error, so a wrong checkpoint cannot pass silently.
-    """
-    state = load_checkpoint(path)
-    state = state.get("model", state)
-    prefix = "encoder."
-    encoder_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)} or state
-    missing, _ = model.encoder.load_state_dict(encoder_state, strict=False)
-    if missing:
-        raise ConfigError(f"Checkpoint '{path}' lacks {len(missing)} encoder tensors (first: {missing[0]}): "
-                                   f"set load_path to a checkpoint of the same model.encoder_args.")
-    return len(encoder_state)
 
 
 @RUNNERS.register_module(name="extract")

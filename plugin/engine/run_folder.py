@@ -36,7 +36,7 @@ class RunFolder:
     def __init__(self, path: str):
         self.path = path
         os.makedirs(path, exist_ok=True)
-        self._attach_log()
+        self.attach_log()
 
     @classmethod
     def create(cls, root_dir: str, task: str, exp: str) -> "RunFolder":
@@ -58,7 +58,8 @@ class RunFolder:
         """Path of ``name`` inside the folder."""
         return os.path.join(self.path, name)
 
-    def _attach_log(self) -> None:
+    def attach_log(self) -> None:
+        """Send the "plugin" logger to this folder's log.txt and to stdout (replacing earlier handlers)."""
         LOGGER.setLevel(logging.INFO)
         for handler in list(LOGGER.handlers):
             LOGGER.removeHandler(handler)

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from plugin.engine import atomic_io
+from plugin.engine import RUNNERS, atomic_io
 
 from .conftest import DGCNN_CFG, tiny_overrides
 
+MODES = ", ".join(sorted(RUNNERS.module_dict))
 RUN_FILES = {"cfg.yaml", "log.txt", "metrics.json", "ckpt_latest.pth", "ckpt_best.pth"}
 
 
@@ -84,7 +85,7 @@ def test_extract_writes_features_and_labels(trained, tiny_modelnet, tmp_path, ma
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["mode=fly"], "Unknown mode 'fly': set mode to one of extract, resume, test, train"),
+    (["mode=fly"], f"Unknown mode 'fly': set mode to one of {MODES}."),
     (["model.NAME=BaseClz"], "Unknown model.NAME 'BaseClz': set it to one of"),
     (["model.encoder_args.NAME=DGCNNN"], "Unknown model.encoder_args.NAME 'DGCNNN'"),
     (["dataset.common.data_dir=/no/such/dir"], "/no/such/dir"),

@@ -7,7 +7,8 @@ the differentiable wrappers live in :mod:`pointnet2_ops.pointnet2_utils`.
 
 Dtypes: float32 and float64 are computed natively; float16/bfloat16 are computed in float32.
 Feature-valued results (gather, group, interpolate and their backwards) are returned in the
-features' input dtype, distances in the compute dtype, indices as int32. Index arguments may
+features' input dtype, distances in the compute dtype, indices as int32 (the rasteriser's
+pixel-to-point index map is int64 and its z-buffer float32). Index arguments may
 be int32 or int64 and must lie in ``[0, N)`` (the CPU kernels raise IndexError otherwise; the
 CUDA kernels do not check).
 
@@ -34,6 +35,7 @@ __all__ = [
     "three_interpolate",
     "three_interpolate_backward",
     "knn",
+    "rasterize_points",
 ]
 
 
@@ -278,3 +280,35 @@ def knn(query: Tensor, support: Tensor, k: int) -> tuple[Tensor, Tensor]:
     dtype = _compute_dtype(query, support)
     query, support = query.to(dtype), support.to(dtype)
     return tuple(kernels_for(query).knn(query, support, k))
+
+
+@torch.no_grad()
+def rasterize_points(
+    pixels: Tensor, height: int, width: int, footprint: int
+) -> tuple[Tensor, Tensor]:
+    """Z-buffer splatting: the nearest point covering each pixel.
+
+    A point at continuous pixel coordinates ``(col, row)`` covers the ``footprint x footprint``
+    square of pixels with columns ``floor(col) - (footprint-1)//2 ... floor(col) + footprint//2``
+    (rows likewise), clipped to the image. Depths are rounded to float32 and compared there;
+    points whose rounded depth is not in (0, inf), or with NaN/infinite coordinates, draw
+    nothing. Each pixel keeps the minimum depth, ties going to the lower point index.
+
+    Args:
+        pixels: (B, N, 3) ``[col, row, depth]`` per point, with ``col = u * width`` and
+            ``row = v * height`` for image coordinates u, v in [0, 1).
+        height: image height H in pixels, >= 1.
+        width: image width W in pixels, >= 1.
+        footprint: side of the square each point covers, >= 1 (``2 * r + 1`` for a splat of
+            radius r; a dilation rate R gives ``R``).
+
+    Returns:
+        ``(zbuf, index)``: (B, H, W) float32 depths of the winning points (+inf where empty)
+        and (B, H, W) int64 indices into N (-1 where empty).
+    """
+    pixels = _checks.coords("pixels", pixels)
+    height = _checks.count("height", height)
+    width = _checks.count("width", width)
+    footprint = _checks.count("footprint", footprint)
+    pixels = pixels.to(_compute_dtype(pixels))
+    return tuple(kernels_for(pixels).rasterize_points(pixels, height, width, footprint))

@@ -5,7 +5,8 @@ Signatures and semantics match the compiled kernels in ``pointnet2_ops._C`` exac
 contiguous float32/float64 tensors of one dtype and int32/int64 indices. Squared distances are
 evaluated as ``(dx*dx + dy*dy) + dz*dz``, the order the kernels use, so index results (FPS,
 ball query, three_nn, knn) agree bit for bit. Everything is vectorised over points; only FPS
-loops, over its sequential sampling steps.
+loops, over its sequential sampling steps. The rasteriser resolves each pixel with
+``scatter_reduce`` (amin) on 64-bit keys ``depth bits << 32 | point index``.
 """
 
 from __future__ import annotations
@@ -129,3 +130,40 @@ def knn(query: Tensor, support: Tensor, k: int) -> tuple[Tensor, Tensor]:
     d = _pairwise_sq_dist(query, support)  # (B, M, N)
     dist2, idx = d.sort(dim=-1, stable=True)  # ties: lower index first
     return dist2[..., :k].contiguous(), idx[..., :k].int()
+
+
+def _covered(coord: Tensor, footprint: int, size: int) -> tuple[Tensor, Tensor]:
+    """Pixels (B, N, footprint) along one axis covered by each point, and which lie in [0, size)."""
+    first = coord.floor() - (footprint - 1) // 2
+    pix = first.unsqueeze(-1) + torch.arange(footprint, dtype=coord.dtype, device=coord.device)
+    valid = (pix >= 0) & (pix < size)  # False for NaN/infinite coordinates
+    return torch.where(valid, pix, 0).long(), valid
+
+
+def rasterize_points(
+    pixels: Tensor, height: int, width: int, footprint: int
+) -> tuple[Tensor, Tensor]:
+    """Z-buffer splatting; see :func:`pointnet2_ops.ops.rasterize_points`."""
+    b, n, _ = pixels.shape
+    col, row, depth = pixels.unbind(-1)
+    depth = depth.float()  # depths compare as float32, like the kernels
+    visible = (depth > 0) & (depth < float("inf"))
+    cols, col_ok = _covered(col, footprint, width)
+    rows, row_ok = _covered(row, footprint, height)
+    target = rows.unsqueeze(-1) * width + cols.unsqueeze(-2)  # (B, N, f, f)
+    ok = visible[..., None, None] & row_ok.unsqueeze(-1) & col_ok.unsqueeze(-2)
+    spare = height * width  # uncovered entries land in a spare slot past the image
+    target = torch.where(ok, target, spare).reshape(b, -1)
+    # Positive float32 depths order like their bit patterns, so the key orders (depth, index).
+    point_ids = torch.arange(n, device=pixels.device)
+    keys = (depth.view(torch.int32).long() << 32) | point_ids
+    keys = keys[..., None, None].expand(-1, -1, footprint, footprint).reshape(b, -1)
+    empty = torch.iinfo(torch.int64).max
+    best = torch.full((b, spare + 1), empty, dtype=torch.int64, device=pixels.device)
+    best.scatter_reduce_(1, target, keys, reduce="amin")
+    best = best[:, :spare].view(b, height, width)
+    hit = best != empty
+    zbuf = (best >> 32).int().view(torch.float32)
+    zbuf = torch.where(hit, zbuf, float("inf"))
+    index = torch.where(hit, best & 0xFFFFFFFF, -1)
+    return zbuf, index

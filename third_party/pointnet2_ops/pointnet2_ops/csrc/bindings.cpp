@@ -80,6 +80,11 @@ std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor
   return DISPATCH(knn, query, query, support, k);
 }
 
+std::tuple<at::Tensor, at::Tensor> rasterize_points(const at::Tensor& pixels, int64_t height,
+                                                    int64_t width, int64_t footprint) {
+  return DISPATCH(rasterize_points, pixels, pixels, height, width, footprint);
+}
+
 #undef DISPATCH
 
 }  // namespace
@@ -111,4 +116,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "grad_out (B,C,n), idx (B,n,3), weight (B,n,3), m -> (B,C,m)");
   m.def("knn", &p::knn, nogil,
         "query (B,M,3), support (B,N,3), k -> (dist2, idx), each (B,M,k)");
+  m.def("rasterize_points", &p::rasterize_points, nogil,
+        "pixels (B,N,3) [col, row, depth], height, width, footprint -> "
+        "(zbuf (B,H,W) float32, index (B,H,W) int64)");
 }

@@ -8,6 +8,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <limits>
+
 #include "../checks.h"
 #include "../pointnet2_ops.h"
 #include "launchers.h"
@@ -156,6 +158,23 @@ std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor
                dist2.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), b, m, n, k, stream());
   });
   return {dist2, idx};
+}
+
+std::tuple<at::Tensor, at::Tensor> rasterize_points(const at::Tensor& pixels, int64_t height,
+                                                    int64_t width, int64_t footprint) {
+  check_points_input(pixels, "pixels");
+  TORCH_CHECK(height > 0 && width > 0 && footprint > 0,
+              "height, width and footprint must be positive");
+  const int64_t b = pixels.size(0), n = pixels.size(1);
+  TORCH_CHECK(n <= std::numeric_limits<int32_t>::max(), "at most 2^31 - 1 points per cloud");
+  const c10::cuda::CUDAGuard guard(pixels.device());
+  at::Tensor zbuf = at::empty({b, height, width}, pixels.options().dtype(at::kFloat));
+  at::Tensor index = at::full({b, height, width}, -1, pixels.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(pixels.scalar_type(), "rasterize_points_cuda", [&] {
+    launch_rasterize_points(pixels.data_ptr<scalar_t>(), index.data_ptr<int64_t>(),
+                            zbuf.data_ptr<float>(), b, n, height, width, footprint, stream());
+  });
+  return {zbuf, index};
 }
 
 }  // namespace pointnet2_ops::cuda

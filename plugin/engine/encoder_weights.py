@@ -1,0 +1,122 @@
+"""Encoder weights from checkpoints, strict about missing tensors.
+
+Accepted checkpoints:
+
+- pre-training: ``{"encoder": <encoder state dict>, "encoder_args": ..., ...}``;
+- supervised: ``{"model": <BaseCls state dict with encoder.* keys>, ...}``;
+- a bare state dict, of the encoder itself or of a model with ``encoder.*`` keys.
+
+A ``module.`` prefix (``DataParallel``) is dropped.
+"""
+import logging
+import pickle
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+import torch
+
+from ..errors import ConfigError
+from .run_folder import load_checkpoint
+
+LOGGER = logging.getLogger("plugin")
+ENCODER_PREFIX = "encoder."
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_into_encoder` did.
+
+    Args:
+        path: the checkpoint.
+        loaded: names of the encoder tensors (parameters and buffers) that were loaded.
+        unexpected: names of checkpoint tensors the encoder does not have (ignored).
+    """
+
+    path: str
+    loaded: List[str]
+    unexpected: List[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """Number of encoder tensors loaded."""
+        return len(self.loaded)
+
+    def summary(self) -> str:
+        """One line: the count and the loaded tensors grouped by top-level module."""
+        groups = Counter(name.split(".")[0] for name in self.loaded)
+        text = f"loaded {self.count} encoder tensors from {self.path} (" + ", ".join(
+            f"{module}.*: {n}" for module, n in groups.items()) + ")"
+        if self.unexpected:
+            text += f"; ignored {len(self.unexpected)} unexpected (first: {', '.join(self.unexpected[:3])})"
+        return text
+
+
+def _strip_prefix(state: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_encoder_state(path: str, key: str) -> Dict[str, torch.Tensor]:
+    """The encoder state dict held by checkpoint ``path`` (see the module docstring for the layouts).
+
+    Args:
+        path: the checkpoint file.
+        key: the config key that named it (``load_path``, ``pretrained_path``), for error messages.
+
+    Raises:
+        WeightsNotFoundError: ``path`` is not set or does not exist.
+        ConfigError: the file is not a checkpoint or holds no encoder tensors.
+    """
+    try:
+        state = load_checkpoint(path, key)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:
+        raise ConfigError(f"Checkpoint '{path}' could not be read ({e.__class__.__name__}): set {key} to a file "
+                          f"written by torch.save.") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"Checkpoint '{path}' holds a {type(state).__name__}, not a dict: set {key} to a "
+                          f"checkpoint with 'encoder' or 'model' tensors.")
+    if isinstance(state.get("encoder"), dict):
+        return _strip_prefix(dict(state["encoder"]), "module.")
+    model = _strip_prefix(dict(state.get("model", state)), "module.")
+    encoder = {k[len(ENCODER_PREFIX):]: v for k, v in model.items() if k.startswith(ENCODER_PREFIX)}
+    if not encoder and "model" not in state:  # a bare encoder state dict
+        encoder = {k: v for k, v in model.items() if torch.is_tensor(v)}
+    if not encoder:
+        raise ConfigError(f"Checkpoint '{path}' holds no encoder tensors (top-level keys: "
+                          f"{', '.join(map(str, list(state)[:8]))}): set {key} to a pre-training checkpoint "
+                          f"('encoder') or a supervised one ('model' with encoder.* tensors).")
+    return encoder
+
+
+def load_into_encoder(encoder: torch.nn.Module, state: Dict[str, torch.Tensor], path: str) -> LoadReport:
+    """Copy ``state`` into ``encoder``: every encoder tensor must be present with its shape.
+
+    Args:
+        encoder: the encoder module (e.g. ``BaseCls.encoder``).
+        state: an encoder state dict, e.g. from :func:`load_encoder_state`.
+        path: the checkpoint it came from, named in errors and in the report.
+
+    Raises:
+        ConfigError: encoder tensors missing from ``state``, or of another shape.
+    """
+    expected = encoder.state_dict()
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise ConfigError(f"Checkpoint '{path}' lacks {len(missing)} of the encoder's {len(expected)} tensors "
+                          f"(first: {', '.join(missing[:3])}): use a checkpoint of the same model.encoder_args.")
+    wrong = [k for k in expected if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if wrong:
+        raise ConfigError(f"Checkpoint '{path}' has encoder tensor {wrong[0]} of shape {tuple(state[wrong[0]].shape)} "
+                          f"where the encoder has {tuple(expected[wrong[0]].shape)} ({len(wrong)} differ): use a "
+                          f"checkpoint of the same model.encoder_args.")
+    encoder.load_state_dict({k: state[k] for k in expected}, strict=True)
+    return LoadReport(path, list(expected), sorted(k for k in state if k not in expected))
+
+
+def load_encoder_weights(model: torch.nn.Module, path: str, key: str = "load_path") -> int:
+    """Load the encoder tensors of checkpoint ``path`` into ``model.encoder``; returns how many loaded."""
+    report = load_into_encoder(model.encoder, load_encoder_state(path, key), path)
+    LOGGER.info(report.summary())
+    return report.count

@@ -1,0 +1,42 @@
+"""``finetune`` mode: ``train`` with ``model.encoder`` initialised from a pre-trained checkpoint."""
+import logging
+from typing import Any, Dict
+
+from ..errors import ConfigError
+from .classification import TrainRunner
+from .encoder_weights import load_encoder_state, load_into_encoder
+from .registry import RUNNERS
+from .run_folder import RunFolder
+
+LOGGER = logging.getLogger("plugin")
+
+
+@RUNNERS.register_module(name="finetune")
+class FinetuneRunner(TrainRunner):
+    """Supervised training of ``cfg.model`` (``BaseCls``) whose encoder starts from ``pretrained_path``.
+
+    ``pretrained_path`` is a pre-training checkpoint (``encoder``), a supervised one (``model`` with
+    ``encoder.*``) or a bare encoder state dict. Every encoder tensor must be in it (unexpected ones are
+    logged and ignored). Training, validation, checkpoints and the test figure are those of ``train``;
+    ``metrics.json`` also records the checkpoint and ``encoder_tensors_loaded``. A killed run continues
+    with ``mode=resume``, which restores the whole model from ``ckpt_latest.pth``.
+
+    Args:
+        cfg: the run config.
+        folder: the run folder; a new one by default.
+    """
+
+    def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None):
+        path = cfg.get("pretrained_path")
+        if not path:
+            raise ConfigError("mode=finetune needs pretrained_path: set it to the ckpt_best.pth of a pre-training "
+                              "run (or any checkpoint holding the encoder's tensors).")
+        encoder_state = load_encoder_state(path, "pretrained_path")  # a missing file fails before the run folder
+        super().__init__(cfg, folder)
+        self.encoder_report = load_into_encoder(self.model.encoder, encoder_state, path)
+        LOGGER.info(self.encoder_report.summary())
+
+    def finish(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
+        """``train``'s figures plus the pre-trained checkpoint and the count of encoder tensors loaded."""
+        return super().finish(dict(metrics, pretrained_path=self.encoder_report.path,
+                                   encoder_tensors_loaded=self.encoder_report.count))

@@ -1,0 +1,8 @@
+"""Downstream evaluation of frozen encoders: pooling of per-point features, a cached feature store and a
+linear SVM probe (scikit-learn)."""
+from .feature_cache import load_features, save_features
+from .linear_svm import fit_linear_svm, linear_probe, score
+from .pooling import parse_pooling, pool_local
+
+__all__ = ["fit_linear_svm", "linear_probe", "score", "parse_pooling", "pool_local", "load_features",
+           "save_features"]

@@ -1,0 +1,137 @@
+"""``mode=svm`` end to end on the tiny dataset: random init, a pre-trained encoder, the feature cache."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from openpoints.models import build_model_from_cfg
+
+import plugin.engine.svm as svm_mode
+from plugin.engine import load_config
+
+from .conftest import REPO, tiny_overrides
+
+SVM_CFG = str(REPO / "cfgs" / "modelnet40" / "pic_at_point-svm.yaml")
+
+
+def svm_args(data_dir: Path, root: Path, *extra: str):
+    """The tiny overrides without the classifier head, which the svm config does not have."""
+    base = [o for o in tiny_overrides(data_dir, root) if not o.startswith("model.cls_args")]
+    return ["--cfg", SVM_CFG, *base, "svm.folds=4", *extra]
+
+
+def only_run(root: Path) -> Path:
+    runs = list((root / "modelnet40").glob("pic_at_point-svm-*"))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny_modelnet, tmp_path_factory, main):
+    """One random-init svm run."""
+    root = tmp_path_factory.mktemp("svm")
+    assert main(svm_args(tiny_modelnet, root)) == 0
+    return only_run(root)
+
+
+@pytest.fixture(scope="module")
+def pretrained_ckpt(tiny_modelnet, tmp_path_factory):
+    """A pre-training checkpoint: ``encoder`` of the tiny svm config, initialised with another seed."""
+    cfg = load_config(SVM_CFG, [o for o in tiny_overrides(tiny_modelnet, "log") if not o.startswith("model.cls_args")])
+    torch.manual_seed(123)
+    encoder = build_model_from_cfg(cfg.model.encoder_args)
+    path = tmp_path_factory.mktemp("pretrain") / "ckpt_best.pth"
+    torch.save({"encoder": encoder.state_dict(), "encoder_args": cfg.model.encoder_args.dict(), "epoch": 5}, path)
+    return path, len(encoder.state_dict())
+
+
+def test_random_init_run_writes_metrics_and_features(baseline):
+    metrics = json.loads((baseline / "metrics.json").read_text())
+    assert {"oa", "macc", "C", "cv_oa"} <= set(metrics)
+    assert metrics["C"] in (0.001, 0.01, 0.1, 1.0) and set(metrics["cv_oa"]) == {"0.001", "0.01", "0.1", "1.0"}
+    assert metrics["oa"] > 100 / 3 + 20 and 0 <= metrics["macc"] <= 100   # random DGCNN features separate toy shapes
+    assert metrics["encoder_tensors_loaded"] == 0 and metrics["load_path"] is None
+    assert metrics["features_reused"] == {"train": False, "test": False}
+    train, test = np.load(baseline / "features_train.npz"), np.load(baseline / "features_test.npz")
+    assert train["features"].shape == (24, 32) and test["features"].shape == (12, 32)   # max of embed_dim 32
+    assert list(train["labels"]) == [0] * 8 + [1] * 8 + [2] * 8                          # dataset order
+    assert "encoder randomly initialised" in (baseline / "log.txt").read_text()
+
+
+def test_features_are_max_pooled_tap_features_without_augmentation(baseline, tiny_modelnet, tmp_path, main):
+    """Same seed, same features: extraction is deterministic (test-time transforms on the train split)."""
+    assert main(svm_args(tiny_modelnet, tmp_path, "svm.pooling=max,mean")) == 0
+    run = only_run(tmp_path)
+    both = np.load(run / "features_train.npz")["features"]
+    assert both.shape == (24, 64)
+    np.testing.assert_array_equal(both[:, :32], np.load(baseline / "features_train.npz")["features"])
+
+
+def test_pretrained_encoder_is_loaded(pretrained_ckpt, baseline, tiny_modelnet, tmp_path, main):
+    path, n_tensors = pretrained_ckpt
+    assert main(svm_args(tiny_modelnet, tmp_path, f"load_path={path}")) == 0
+    run = only_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["encoder_tensors_loaded"] == n_tensors and metrics["load_path"] == str(path)
+    assert f"loaded {n_tensors} encoder tensors from {path}" in (run / "log.txt").read_text()
+    assert not np.array_equal(np.load(run / "features_train.npz")["features"],
+                              np.load(baseline / "features_train.npz")["features"])
+
+
+def test_cache_is_reused_without_extracting(baseline, tiny_modelnet, tmp_path, main, monkeypatch):
+    seen = {}
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("features were extracted although the cache matches")
+
+    def spy_probe(train_x, train_y, test_x, test_y, **kwargs):
+        seen.update(train=train_x, test_labels=test_y)
+        return original_probe(train_x, train_y, test_x, test_y, **kwargs)
+
+    original_probe = svm_mode.linear_probe
+    monkeypatch.setattr(svm_mode, "tap_features", no_extraction)
+    monkeypatch.setattr(svm_mode, "linear_probe", spy_probe)
+    assert main(svm_args(tiny_modelnet, tmp_path, f"svm.feature_cache={baseline}")) == 0
+    metrics = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    first = json.loads((baseline / "metrics.json").read_text())
+    assert metrics["features_reused"] == {"train": True, "test": True}
+    assert {k: metrics[k] for k in ("oa", "macc", "C", "cv_oa")} == {k: first[k] for k in ("oa", "macc", "C", "cv_oa")}
+    np.testing.assert_array_equal(seen["train"], np.load(baseline / "features_train.npz")["features"])
+    assert len(seen["test_labels"]) == 12
+
+
+def test_stale_cache_is_replaced(baseline, tiny_modelnet, tmp_path, main):
+    cache = tmp_path / "cache"
+    assert main(svm_args(tiny_modelnet, tmp_path / "a", f"svm.feature_cache={cache}", "seed=1")) == 0
+    assert json.loads((only_run(tmp_path / "a") / "metrics.json").read_text())["features_reused"]["train"] is False
+    stale = np.load(cache / "features_train.npz")["features"]
+    assert main(svm_args(tiny_modelnet, tmp_path / "b", f"svm.feature_cache={cache}", "seed=2")) == 0  # new init
+    run = only_run(tmp_path / "b")
+    assert json.loads((run / "metrics.json").read_text())["features_reused"]["train"] is False
+    assert "was made by another encoder" in (run / "log.txt").read_text()
+    assert not np.array_equal(np.load(cache / "features_train.npz")["features"], stale)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["load_path=/no/ckpt.pth"], "Checkpoint '/no/ckpt.pth' does not exist: set load_path"),
+    (["svm.pooling=sum"], "Unknown pooling 'sum' in svm.pooling"),
+    (["svm.cs=[]"], "give one or more positive values in svm.cs"),
+    (["model.encoder_args.NAME=DGCNNN"], "Unknown model.encoder_args.NAME 'DGCNNN'"),
+])
+def test_user_errors(extra, message, tiny_modelnet, tmp_path, main, capsys):
+    assert main(svm_args(tiny_modelnet, tmp_path, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err, err
+
+
+@pytest.mark.realdata
+def test_random_init_probe_on_real_modelnet(modelnet_dir, tmp_path, main):
+    """A small random DGCNN on the real 3-class subset: the probe beats the majority class clearly."""
+    args = ["--cfg", SVM_CFG, f"dataset.common.data_dir={modelnet_dir}", f"root_dir={tmp_path}",
+            "num_points=128", "dataset.common.num_points=128", "model.encoder_args.channels=16",
+            "model.encoder_args.embed_dim=128", "model.encoder_args.k=10"]
+    assert main(args) == 0
+    metrics = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    assert metrics["train_samples"] == 905 and metrics["test_samples"] == 170
+    assert metrics["oa"] > 100 * 100 / 170 + 15, metrics   # airplane: 100 of the 170 test shapes

@@ -1,0 +1,122 @@
+"""Figures of Pic@Point runs: correspondence heatmaps (the paper's Fig. 4) and feature embeddings.
+
+Examples::
+
+    python tools/visualize.py correspondence --cfg cfgs/shapenet/pic_at_point-dgcnn.yaml \\
+        --load_path log/shapenet/pic_at_point-dgcnn-<time>/ckpt_best.pth \\
+        --object data/views/modelnet40/test_00000 --view 0 --out heat.png
+    python tools/visualize.py features --features log/modelnet40/<svm run>/features_train.npz \\
+        log/modelnet40/<svm run>/features_test.npz --method tsne \\
+        --classes ../shared/data/modelnet40_normal_resampled/modelnet40_shape_names.txt --out emb.png
+
+``correspondence`` builds the model of ``--cfg`` (plus ``key=value`` overrides, which must match the run's),
+loads the checkpoint's ``model`` state and draws the cosine similarity between one 3D region's local embedding
+and every image region of the view. ``features`` draws one t-SNE or PCA panel per ``features_*.npz`` of
+``mode=svm``. Errors the user can fix are printed as one sentence (exit status 2).
+"""
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    corr = commands.add_parser("correspondence", help="similarity heatmap of one 3D region over a rendered view")
+    corr.add_argument("--cfg", required=True, help="the pre-training YAML, e.g. cfgs/shapenet/pic_at_point-dgcnn.yaml")
+    corr.add_argument("--load_path", required=True, help="checkpoint of mode=pretrain (ckpt_best.pth/ckpt_latest.pth)")
+    corr.add_argument("--object", required=True, help="an object folder written by tools/render_views.py")
+    corr.add_argument("--view", type=int, default=0, help="index of the rendered view")
+    corr.add_argument("--point", type=int, default=None,
+                      help="index of the 3D region (default: the one nearest the image centre)")
+    corr.add_argument("--out", required=True, help="output PNG")
+    corr.add_argument("--dpi", type=int, default=100)
+    corr.add_argument("overrides", nargs="*", help="key=value config overrides, as used for the run")
+    feats = commands.add_parser("features", help="t-SNE or PCA scatter of SVM features coloured by class")
+    feats.add_argument("--features", nargs="+", required=True, help="features_*.npz files, one panel each")
+    feats.add_argument("--method", choices=("tsne", "pca"), default="tsne")
+    feats.add_argument("--classes", default=None, help="class names: one a line, or a meta.json with 'classes'")
+    feats.add_argument("--seed", type=int, default=0)
+    feats.add_argument("--out", required=True, help="output PNG")
+    feats.add_argument("--dpi", type=int, default=100)
+    return parser
+
+
+def correspondence(args: argparse.Namespace) -> str:
+    """Draw the correspondence map of ``args``; returns a one-line summary."""
+    import torch
+
+    from plugin.engine import builders, load_config
+    from plugin.engine.batch import prepare_batch
+    from plugin.engine.run_folder import load_checkpoint
+    from plugin.errors import ConfigError, WeightsNotFoundError
+    from plugin.eval import correspondence_maps as maps
+
+    cfg = load_config(args.cfg, args.overrides)
+    obj = maps.load_rendered_object(args.object, args.view)
+    state = load_checkpoint(args.load_path, "--load_path")
+    model = builders.build_model(cfg)
+    if not hasattr(model, "embed"):
+        raise ConfigError(f"--cfg builds {type(model).__name__}, which has no point-picture embeddings: pass a "
+                          f"Pic@Point config such as cfgs/shapenet/pic_at_point-dgcnn.yaml.")
+    if not isinstance(state, dict) or "model" not in state:
+        raise WeightsNotFoundError(f"'{args.load_path}' holds no 'model' state: set --load_path to a "
+                                   f"ckpt_best.pth or ckpt_latest.pth of mode=pretrain.")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        first = (lines[1] if len(lines) > 1 else lines[0]).strip()[:200]
+        raise ConfigError(f"The model of --cfg does not fit '{args.load_path}' ({first}): pass the config and "
+                          f"overrides the run used (its cfg.yaml works as --cfg).") from None
+    device = builders.select_device(cfg)
+    model.to(device).eval()
+    common = (cfg.get("dataset") or {}).get("common") or {}
+    backbone = model.image_backbone
+    data = maps.model_input(obj, common.get("num_points"), bool(common.get("use_normals", False)),
+                            common.get("image_mean") or backbone.mean, common.get("image_std") or backbone.std)
+    encoder_args = cfg.model.get("encoder_args") or {}
+    data = prepare_batch(data, device, int(encoder_args.get("in_channels", 3)), feature_keys=cfg.get("feature_keys"))
+    result = maps.correspondence(model, data, args.point)
+    maps.draw_correspondence(obj.image, result, args.out, args.view, args.dpi)
+    size = result.grid_size
+    best = int(result.similarity.argmax())
+    return (f"region {result.region}: positive cell {divmod(result.cell, size)}, most similar cell "
+            f"{divmod(best, size)} of {size}x{size} -> {args.out}")
+
+
+def features(args: argparse.Namespace) -> str:
+    """Draw the feature embeddings of ``args``; returns a one-line summary."""
+    from plugin.eval import embedding_plots as plots
+
+    names = plots.read_class_names(args.classes) if args.classes else None
+    method = {"tsne": "t-SNE", "pca": "PCA"}[args.method]
+    panels = []
+    for path in args.features:
+        feats, labels = plots.read_features(path)
+        folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        title = f"{folder}/{os.path.basename(path)}\n{method} of {len(feats)} x {feats.shape[1]} features"
+        panels.append((title, plots.embed_2d(feats, args.method, args.seed), labels))
+    plots.draw_embeddings(panels, args.out, names, args.dpi)
+    return f"{len(panels)} panel(s) of {method} -> {args.out}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+
+    from plugin.errors import UserError
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    try:
+        print(correspondence(args) if args.command == "correspondence" else features(args))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
