@@ -19,24 +19,29 @@ class FinetuneRunner(TrainRunner):
     ``encoder.*``) or a bare encoder state dict. Every encoder tensor must be in it (unexpected ones are
     logged and ignored). Training, validation, checkpoints and the test figure are those of ``train``;
     ``metrics.json`` also records the checkpoint and ``encoder_tensors_loaded``. A killed run continues
-    with ``mode=resume``, which restores the whole model from ``ckpt_latest.pth``.
+    with ``mode=resume``, which restores the whole model from ``ckpt_latest.pth`` instead of reloading
+    the pre-trained encoder.
 
     Args:
         cfg: the run config.
         folder: the run folder; a new one by default.
+        state: a checkpoint to continue from (``resume``).
     """
 
-    def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None):
+    resume_mode = "finetune"
+
+    def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
         path = cfg.get("pretrained_path")
         if not path:
             raise ConfigError("mode=finetune needs pretrained_path: set it to the ckpt_best.pth of a pre-training "
                               "run (or any checkpoint holding the encoder's tensors).")
         encoder_state = load_encoder_state(path, "pretrained_path")  # a missing file fails before the run folder
-        super().__init__(cfg, folder)
-        self.encoder_report = load_into_encoder(self.model.encoder, encoder_state, path)
-        LOGGER.info(self.encoder_report.summary())
+        super().__init__(cfg, folder, state)
+        self.encoder_report = load_into_encoder(self.model.encoder, encoder_state, path) if state is None else None
+        if self.encoder_report is not None:
+            LOGGER.info(self.encoder_report.summary())
 
     def finish(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
         """``train``'s figures plus the pre-trained checkpoint and the count of encoder tensors loaded."""
-        return super().finish(dict(metrics, pretrained_path=self.encoder_report.path,
-                                   encoder_tensors_loaded=self.encoder_report.count))
+        loaded = self.encoder_report.count if self.encoder_report is not None else "restored from ckpt_latest.pth"
+        return super().finish(dict(metrics, pretrained_path=self.cfg.pretrained_path, encoder_tensors_loaded=loaded))

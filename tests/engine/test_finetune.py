@@ -130,3 +130,22 @@ def test_unreadable_and_mismatched_checkpoints(pretrained, tiny_cfg, tmp_path):
     encoder = build_model_from_cfg(tiny_cfg.model.encoder_args)
     with pytest.raises(ConfigError, match=f"has encoder tensor {key} of shape \\(1, 1\\)"):
         load_into_encoder(encoder, {**state, key: torch.zeros(1, 1)}, str(path))
+
+
+def test_killed_finetune_resumes_as_finetune(tiny_modelnet, tmp_path, main):
+    """``mode=resume`` continues a fine-tuning run from ckpt_latest.pth, keeping its mode and figures."""
+
+    pretrain = tmp_path / "pretrain.pth"
+    args = ["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, tmp_path / "a", epochs=1)]
+    assert main(args) == 0
+    source = next((tmp_path / "a" / "modelnet40").glob("dgcnn-*")) / "ckpt_best.pth"
+    torch.save({"model": torch.load(source, weights_only=False)["model"]}, pretrain)
+    args = ["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, tmp_path / "b", epochs=1), "mode=finetune",
+            f"pretrained_path={pretrain}"]
+    assert main(args) == 0
+    run = next((tmp_path / "b" / "modelnet40").glob("dgcnn-*"))
+    assert main(args + ["mode=resume", "epochs=2", f"run_dir={run}"]) == 0
+    state = torch.load(run / "ckpt_latest.pth", weights_only=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert state["epoch"] == 2 and state["mode"] == "finetune"
+    assert metrics["encoder_tensors_loaded"] == "restored from ckpt_latest.pth"

@@ -129,8 +129,8 @@ def test_user_errors(extra, message, tiny_modelnet, tmp_path, main, capsys):
 def test_random_init_probe_on_real_modelnet(modelnet_dir, tmp_path, main):
     """A small random DGCNN on the real 3-class subset: the probe beats the majority class clearly."""
     args = ["--cfg", SVM_CFG, f"dataset.common.data_dir={modelnet_dir}", f"root_dir={tmp_path}",
-            "num_points=128", "dataset.common.num_points=128", "model.encoder_args.channels=16",
-            "model.encoder_args.embed_dim=128", "model.encoder_args.k=10"]
+            "num_points=64", "dataset.common.num_points=64", "model.encoder_args.channels=16",
+            "model.encoder_args.embed_dim=64", "model.encoder_args.k=10"]
     assert main(args) == 0
     metrics = json.loads((only_run(tmp_path) / "metrics.json").read_text())
     assert metrics["train_samples"] == 905 and metrics["test_samples"] == 170
