@@ -45,6 +45,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_model_state(model, state, path: str) -> None:
+    """Load ``state`` into ``model``; a mismatch is one sentence saying to pass the run's config."""
+    from plugin.errors import ConfigError
+
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise ConfigError(f"The model of --cfg does not fit '{path}' ({len(missing)} tensors missing, "
+                          f"{len(unexpected)} unexpected, {len(wrong)} of another shape, e.g. "
+                          f"{(missing or unexpected or wrong)[0]}): pass the config and overrides the run used "
+                          f"(its cfg.yaml works as --cfg).")
+    model.load_state_dict(state)
+
+
 def correspondence(args: argparse.Namespace) -> str:
     """Draw the correspondence map of ``args``; returns a one-line summary."""
     import torch
@@ -65,13 +81,7 @@ def correspondence(args: argparse.Namespace) -> str:
     if not isinstance(state, dict) or "model" not in state:
         raise WeightsNotFoundError(f"'{args.load_path}' holds no 'model' state: set --load_path to a "
                                    f"ckpt_best.pth or ckpt_latest.pth of mode=pretrain.")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        lines = str(err).splitlines()
-        first = (lines[1] if len(lines) > 1 else lines[0]).strip()[:200]
-        raise ConfigError(f"The model of --cfg does not fit '{args.load_path}' ({first}): pass the config and "
-                          f"overrides the run used (its cfg.yaml works as --cfg).") from None
+    _load_model_state(model, state["model"], args.load_path)
     device = builders.select_device(cfg)
     model.to(device).eval()
     common = (cfg.get("dataset") or {}).get("common") or {}

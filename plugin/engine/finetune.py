@@ -35,10 +35,12 @@ class FinetuneRunner(TrainRunner):
         if not path:
             raise ConfigError("mode=finetune needs pretrained_path: set it to the ckpt_best.pth of a pre-training "
                               "run (or any checkpoint holding the encoder's tensors).")
-        encoder_state = load_encoder_state(path, "pretrained_path")  # a missing file fails before the run folder
+        # a missing file fails before the run folder exists; a resumed run restores its own weights
+        encoder_state = load_encoder_state(path, "pretrained_path") if state is None else None
         super().__init__(cfg, folder, state)
-        self.encoder_report = load_into_encoder(self.model.encoder, encoder_state, path) if state is None else None
-        if self.encoder_report is not None:
+        self.encoder_report = None
+        if encoder_state is not None:
+            self.encoder_report = load_into_encoder(self.model.encoder, encoder_state, path)
             LOGGER.info(self.encoder_report.summary())
 
     def finish(self, metrics: Dict[str, Any]) -> Dict[str, Any]:

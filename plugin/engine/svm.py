@@ -37,11 +37,17 @@ def build_encoder(cfg: Dict[str, Any]) -> torch.nn.Module:
     return build_model_from_cfg(copy.deepcopy(args))
 
 
+def probe_transforms(cfg: Dict[str, Any], split: str) -> Optional[list]:
+    """The transforms of ``split`` for feature extraction: the test split's (no augmentation) if configured."""
+    transforms = cfg.get("datatransforms") or {}
+    return transforms.get("test", transforms.get(split))
+
+
 def probe_loader(cfg: Dict[str, Any], split: str) -> torch.utils.data.DataLoader:
-    """``split`` in dataset order with the test split's transforms, so training features are not augmented."""
+    """``split`` in dataset order with :func:`probe_transforms`, so training features are not augmented."""
     plain = copy.deepcopy(cfg)
-    if plain.get("datatransforms") and "test" in plain.datatransforms:
-        plain.datatransforms[split] = plain.datatransforms.test
+    if probe_transforms(cfg, split) is not None:
+        plain.datatransforms[split] = probe_transforms(cfg, split)
     return builders.build_dataloader(plain, split, batch_size=cfg.val_batch_size, shuffle=False)
 
 
@@ -94,7 +100,8 @@ class SVMRunner(Runner):
         for split in SPLITS:
             features[split], reused[split] = self._features(encoder, split, pooling, weights)
         dims = {split: features[split][0].shape for split in SPLITS}
-        LOGGER.info(", ".join(f"{split}: {n} x {c}" for split, (n, c) in dims.items()) + f" features ({'+'.join(pooling)})")
+        LOGGER.info(", ".join(f"{split}: {n} x {c}" for split, (n, c) in dims.items())
+                    + f" features ({'+'.join(pooling)} pooling)")
         result = linear_probe(*features["train"], *features["test"], cs=svm.cs, folds=svm.folds,
                               seed=cfg.get("seed") or 0)
         LOGGER.info("CV OA per C (train split): " + ", ".join(f"{c}: {s:.2f}" for c, s in result["cv_oa"].items()))
@@ -105,13 +112,13 @@ class SVMRunner(Runner):
 
     def _fingerprint(self, split: str, pooling: Sequence[str], weights: str) -> str:
         """What the features of ``split`` depend on (the data files themselves are not hashed)."""
-        cfg, transforms = self.cfg, self.cfg.get("datatransforms") or {}
+        cfg = self.cfg
         dataset = {k: v for k, v in (cfg.dataset.get(split) or {}).items() if k != "transform"}
+        transforms = [probe_transforms(cfg, split), (cfg.get("datatransforms") or {}).get("kwargs")]
         return feature_cache.fingerprint({
             "split": split, "encoder_args": cfg.model.encoder_args, "weights": weights, "pooling": list(pooling),
-            "dataset": [cfg.dataset.common, dataset], "transforms": [transforms.get("test"), transforms.get("kwargs")],
-            "num_points": cfg.get("num_points"), "feature_keys": cfg.get("feature_keys"),
-            "in_channels": self.in_channels})
+            "dataset": [cfg.dataset.common, dataset], "transforms": transforms, "num_points": cfg.get("num_points"),
+            "feature_keys": cfg.get("feature_keys"), "in_channels": self.in_channels})
 
     def _features(self, encoder: torch.nn.Module, split: str, pooling: Sequence[str],
                   weights: str) -> Tuple[Tuple[np.ndarray, np.ndarray], bool]:
