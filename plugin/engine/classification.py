@@ -13,7 +13,7 @@ from . import builders
 from .batch import prepare_batch
 from .registry import RUNNERS
 from .run_folder import RunFolder, load_checkpoint
-from .runner import Runner, count_parameters
+from .runner import EpochRunner, Runner, count_parameters
 
 LOGGER = logging.getLogger("plugin")
 
@@ -41,7 +41,7 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, in_channels: 
 
 
 @RUNNERS.register_module(name="train")
-class TrainRunner(Runner):
+class TrainRunner(EpochRunner):
     """Train ``model`` on ``dataset`` with OpenPoints' optimizer, scheduler and loss.
 
     Every epoch writes ``ckpt_latest.pth``; every ``val_freq`` epochs (and the last) the model is
@@ -62,25 +62,14 @@ class TrainRunner(Runner):
         self.criterion = builders.build_criterion(cfg).to(self.device)
         self.optimizer = builders.build_optimizer(cfg, self.model)
         self.scheduler = builders.build_scheduler(cfg, self.optimizer)
-        self.start_epoch, self.best_oa, self.best_epoch = 1, -1.0, 0
+        self.best_oa, self.best_epoch = -1.0, 0
         if state is not None:
-            self._restore(state)
+            self.restore(state)
+            self.best_oa, self.best_epoch = state["best_oa"], state["best_epoch"]
         LOGGER.info(f"model {cfg.model.NAME}: {count_parameters(self.model) / 1e6:.3f}M parameters")
 
-    def _restore(self, state: Dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.start_epoch = state["epoch"] + 1
-        self.best_oa, self.best_epoch = state["best_oa"], state["best_epoch"]
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        LOGGER.info(f"resumed after epoch {state['epoch']} (best val OA {self.best_oa:.2f} at epoch {self.best_epoch})")
-
     def _state(self, epoch: int) -> Dict[str, Any]:
-        return {"mode": self.resume_mode, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "epoch": epoch, "best_oa": self.best_oa, "best_epoch": self.best_epoch,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
-                "cfg": self.cfg.dict()}
+        return self.checkpoint_state(epoch, best_oa=self.best_oa, best_epoch=self.best_epoch)
 
     def _loader(self, split: str):
         return builders.build_dataloader(self.cfg, split)

@@ -8,7 +8,6 @@ import logging
 from collections import defaultdict
 from typing import Any, Dict
 
-import numpy as np
 import torch
 
 from ..errors import BadInputError
@@ -17,7 +16,7 @@ from .batch import prepare_batch
 from .classification import progress
 from .registry import RUNNERS
 from .run_folder import RunFolder
-from .runner import Runner, count_parameters
+from .runner import EpochRunner, count_parameters
 
 LOGGER = logging.getLogger("plugin")
 
@@ -39,7 +38,7 @@ def build_pretext_optimizer(cfg: Dict[str, Any], model: torch.nn.Module) -> torc
 
 
 @RUNNERS.register_module(name="pretrain")
-class PretrainRunner(Runner):
+class PretrainRunner(EpochRunner):
     """Pre-train ``model`` (a registered pretext model) on ``dataset``'s train split.
 
     Args:
@@ -55,21 +54,15 @@ class PretrainRunner(Runner):
         self.model = builders.build_model(cfg).to(self.device)
         self.optimizer = build_pretext_optimizer(cfg, self.model)
         self.scheduler = builders.build_scheduler(cfg, self.optimizer)
-        self.start_epoch, self.best_loss = 1, float("inf")
+        self.best_loss = float("inf")
         if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.start_epoch, self.best_loss = state["epoch"] + 1, state["best_loss"]
-            torch.set_rng_state(state["rng"]["torch"])
-            np.random.set_state(state["rng"]["numpy"])
-            LOGGER.info(f"resumed after epoch {state['epoch']}")
+            self.restore(state)
+            self.best_loss = state["best_loss"]
         LOGGER.info(f"model {cfg.model.NAME}: {count_parameters(self.model) / 1e6:.3f}M trainable parameters")
 
     def _state(self, epoch: int) -> Dict[str, Any]:
-        return {"mode": self.resume_mode, "model": self.model.state_dict(),
-                "encoder": self.model.encoder.state_dict(), "encoder_args": dict(self.cfg.model.encoder_args),
-                "optimizer": self.optimizer.state_dict(), "epoch": epoch, "best_loss": self.best_loss,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}, "cfg": self.cfg.dict()}
+        return self.checkpoint_state(epoch, encoder=self.model.encoder.state_dict(),
+                                     encoder_args=dict(self.cfg.model.encoder_args), best_loss=self.best_loss)
 
     def _batch(self, data: Dict[str, Any]) -> Dict[str, Any]:
         return prepare_batch(data, self.device, self.in_channels, feature_keys=self.cfg.get("feature_keys"))

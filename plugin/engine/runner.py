@@ -3,6 +3,7 @@ import logging
 import time
 from typing import Any, Dict
 
+import numpy as np
 import torch
 
 from . import builders
@@ -46,6 +47,33 @@ class Runner:
         LOGGER.info("final: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                           for k, v in metrics.items()))
         return metrics
+
+
+class EpochRunner(Runner):
+    """A runner that trains for ``epochs`` and continues from its ``ckpt_latest.pth`` (``mode=resume``).
+
+    Subclasses build ``self.model`` and ``self.optimizer``, call :meth:`restore` with a resumed
+    checkpoint, and write checkpoints made by :meth:`checkpoint_state`. ``resume_mode`` names the
+    mode that continues their checkpoints.
+    """
+
+    resume_mode = ""
+    start_epoch = 1
+
+    def checkpoint_state(self, epoch: int, **extra: Any) -> Dict[str, Any]:
+        """Model, optimizer, epoch, RNG states, config and ``extra`` figures, after ``epoch`` finished."""
+        return {"mode": self.resume_mode, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch": epoch, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+                "cfg": self.cfg.dict(), **extra}
+
+    def restore(self, state: Dict[str, Any]) -> None:
+        """Continue from ``state``: weights, optimizer, RNG states, and the next epoch."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        self.start_epoch = state["epoch"] + 1
+        LOGGER.info(f"resumed after epoch {state['epoch']}")
 
 
 def count_parameters(model: torch.nn.Module) -> int:
