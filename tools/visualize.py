@@ -33,15 +33,15 @@ def _parser() -> argparse.ArgumentParser:
     corr.add_argument("--point", type=int, default=None,
                       help="index of the 3D region (default: the one nearest the image centre)")
     corr.add_argument("--out", required=True, help="output PNG")
-    corr.add_argument("--dpi", type=int, default=100)
+    corr.add_argument("--dpi", type=int, default=100, help="dots per inch (the PNG is 10 x 4.6 inches)")
     corr.add_argument("overrides", nargs="*", help="key=value config overrides, as used for the run")
     feats = commands.add_parser("features", help="t-SNE or PCA scatter of SVM features coloured by class")
     feats.add_argument("--features", nargs="+", required=True, help="features_*.npz files, one panel each")
-    feats.add_argument("--method", choices=("tsne", "pca"), default="tsne")
+    feats.add_argument("--method", choices=("tsne", "pca"), default="tsne", help="2D projection (default tsne)")
     feats.add_argument("--classes", default=None, help="class names: one a line, or a meta.json with 'classes'")
-    feats.add_argument("--seed", type=int, default=0)
+    feats.add_argument("--seed", type=int, default=0, help="random state of t-SNE and PCA")
     feats.add_argument("--out", required=True, help="output PNG")
-    feats.add_argument("--dpi", type=int, default=100)
+    feats.add_argument("--dpi", type=int, default=100, help="dots per inch")
     return parser
 
 
@@ -63,8 +63,6 @@ def _load_model_state(model, state, path: str) -> None:
 
 def correspondence(args: argparse.Namespace) -> str:
     """Draw the correspondence map of ``args``; returns a one-line summary."""
-    import torch
-
     from plugin.engine import builders, load_config
     from plugin.engine.batch import prepare_batch
     from plugin.engine.run_folder import load_checkpoint
@@ -74,13 +72,13 @@ def correspondence(args: argparse.Namespace) -> str:
     cfg = load_config(args.cfg, args.overrides)
     obj = maps.load_rendered_object(args.object, args.view)
     state = load_checkpoint(args.load_path, "--load_path")
+    if not isinstance(state, dict) or "model" not in state:
+        raise WeightsNotFoundError(f"'{args.load_path}' holds no 'model' state: set --load_path to a "
+                                   f"ckpt_best.pth or ckpt_latest.pth of mode=pretrain.")
     model = builders.build_model(cfg)
     if not hasattr(model, "embed"):
         raise ConfigError(f"--cfg builds {type(model).__name__}, which has no point-picture embeddings: pass a "
                           f"Pic@Point config such as cfgs/shapenet/pic_at_point-dgcnn.yaml.")
-    if not isinstance(state, dict) or "model" not in state:
-        raise WeightsNotFoundError(f"'{args.load_path}' holds no 'model' state: set --load_path to a "
-                                   f"ckpt_best.pth or ckpt_latest.pth of mode=pretrain.")
     _load_model_state(model, state["model"], args.load_path)
     device = builders.select_device(cfg)
     model.to(device).eval()
@@ -104,9 +102,11 @@ def features(args: argparse.Namespace) -> str:
 
     names = plots.read_class_names(args.classes) if args.classes else None
     method = {"tsne": "t-SNE", "pca": "PCA"}[args.method]
+    loaded = [(path, *plots.read_features(path)) for path in args.features]  # fail fast, before any t-SNE
+    for path, _, labels in loaded:
+        plots.check_class_names(labels, names, f"'{path}'")
     panels = []
-    for path in args.features:
-        feats, labels = plots.read_features(path)
+    for path, feats, labels in loaded:
         folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
         title = f"{folder}/{os.path.basename(path)}\n{method} of {len(feats)} x {feats.shape[1]} features"
         panels.append((title, plots.embed_2d(feats, args.method, args.seed), labels))
@@ -119,7 +119,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from plugin.errors import UserError
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     try:
         print(correspondence(args) if args.command == "correspondence" else features(args))
     except UserError as e:

@@ -5,9 +5,10 @@ the local 3D embedding of one region and each of the S x S local image embedding
 cell is the cell its centre projects into (Sec. 3.3). Drawing uses matplotlib's object API (no pyplot, so
 no global backend state).
 """
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -194,7 +195,7 @@ def _cell_patch(cell: int, size: int, width: int, height: int, **style):
     return Rectangle((col * width / size, row * height / size), width / size, height / size, fill=False, **style)
 
 
-def blend(image: np.ndarray, result: CorrespondenceMap, cmap: str = CMAP, alpha: float = ALPHA):
+def blend(image: np.ndarray, result: CorrespondenceMap, cmap: str = CMAP, alpha: float = ALPHA) -> Tuple[np.ndarray, Any]:
     """The heatmap, upsampled to the view and colour-mapped over min..max, alpha-blended over the view.
 
     Args:
@@ -255,4 +256,5 @@ def draw_correspondence(image: np.ndarray, result: CorrespondenceMap, out: str, 
                           Line2D([], [], color="white", lw=2.5, label="positive cell"),
                           Line2D([], [], color="black", lw=1.5, ls="--", label="most similar cell")],
                  loc="lower left", fontsize="small", facecolor="lightgrey", framealpha=0.8)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=dpi)

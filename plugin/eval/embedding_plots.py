@@ -59,6 +59,19 @@ def read_class_names(path: str) -> List[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def check_class_names(labels: np.ndarray, class_names: Optional[Sequence[str]], source: str) -> None:
+    """Raise :class:`BadInputError` when a label has no name in ``class_names`` (``None``: indices, always fine).
+
+    Args:
+        labels: (N,) class indices.
+        class_names: names of labels 0, 1, ...
+        source: where the labels come from, for the message.
+    """
+    top = int(labels.max())
+    if class_names is not None and top >= len(class_names):
+        raise BadInputError(f"Label {top} of {source} has no name: --classes lists {len(class_names)} classes.")
+
+
 def embed_2d(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
     """(N, 2) coordinates of standardised ``features`` by t-SNE or PCA.
 
@@ -108,9 +121,9 @@ def draw_embeddings(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]], out: s
     """
     from matplotlib.figure import Figure
 
+    for title, _, labels in panels:
+        check_class_names(labels, class_names, f"panel '{title}'")
     top = max(int(labels.max()) for _, _, labels in panels)
-    if class_names is not None and top >= len(class_names):
-        raise BadInputError(f"Label {top} has no name: --classes lists {len(class_names)} classes.")
     present = sorted(set().union(*(np.unique(labels).tolist() for _, _, labels in panels)))
     names = [class_names[i] if class_names is not None else str(i) for i in range(top + 1)]
     colours = class_colours(top + 1)
@@ -118,7 +131,7 @@ def draw_embeddings(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]], out: s
     fig = Figure(figsize=(PANEL_INCHES * len(panels) + LEGEND_INCHES * columns, PANEL_INCHES), dpi=dpi,
                  layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    size = float(np.clip(3000 / max(len(c) for _, c, _ in panels), 4, 40))  # smaller dots for more samples
+    size = float(np.clip(6000 / max(len(c) for _, c, _ in panels), 4, 40))  # smaller dots for more samples
     handles = {}
     for ax, (title, coords, labels) in zip(axes, panels):
         for label in np.unique(labels):
@@ -130,4 +143,5 @@ def draw_embeddings(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]], out: s
         ax.set_yticks([])
     fig.legend(handles=[handles[label] for label in present], loc="outside right upper", ncols=columns,
                fontsize="small", markerscale=max(1.0, 30 / size) ** 0.5, frameon=False)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=dpi)
