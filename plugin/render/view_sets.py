@@ -9,6 +9,7 @@ field of view the sphere's silhouette spans 88% of the image.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -78,6 +79,13 @@ def views_from_directions(
     return view, proj.contiguous()
 
 
+def _float32_views(directions: Sequence[Sequence[float]], distance: float, fov_deg: float, near: float,
+                   far: float) -> tuple[Tensor, Tensor]:
+    """float32 cameras for ``directions``, computed in float64 so their rotations are exact to float32."""
+    view, proj = views_from_directions(torch.tensor(directions, dtype=torch.float64), distance, fov_deg, near, far)
+    return view.float(), proj.float()
+
+
 def dodecahedron_views(
     distance: float = DEFAULT_DISTANCE, fov_deg: float = DEFAULT_FOV_DEG,
     near: float = DEFAULT_NEAR, far: float = DEFAULT_FAR,
@@ -93,9 +101,7 @@ def dodecahedron_views(
     Returns:
         ``(view, proj)``, each (20, 4, 4) float32; neighbouring cameras are 41.8 degrees apart.
     """
-    directions = torch.tensor(_dodecahedron_vertices(), dtype=torch.float64)
-    view, proj = views_from_directions(directions, distance, fov_deg, near, far)
-    return view.float(), proj.float()
+    return _float32_views(_dodecahedron_vertices(), distance, fov_deg, near, far)
 
 
 def orthogonal_views(
@@ -113,9 +119,7 @@ def orthogonal_views(
     Returns:
         ``(view, proj)``, each (6, 4, 4) float32, in the order listed above.
     """
-    directions = torch.tensor(_ORTHOGONAL, dtype=torch.float64)
-    view, proj = views_from_directions(directions, distance, fov_deg, near, far)
-    return view.float(), proj.float()
+    return _float32_views(_ORTHOGONAL, distance, fov_deg, near, far)
 
 
 def orthogonal_and_corner_views(
@@ -136,6 +140,4 @@ def orthogonal_and_corner_views(
     Returns:
         ``(view, proj)``, each (10, 4, 4) float32: :func:`orthogonal_views` first.
     """
-    directions = torch.tensor(_ORTHOGONAL + _UPPER_CORNERS, dtype=torch.float64)
-    view, proj = views_from_directions(directions, distance, fov_deg, near, far)
-    return view.float(), proj.float()
+    return _float32_views(_ORTHOGONAL + _UPPER_CORNERS, distance, fov_deg, near, far)
