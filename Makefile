@@ -1,5 +1,5 @@
 # make test : create .venv if missing, install the pinned dependencies, the plugin and its native ops, run pytest
-# make demo : the same install, then a short CPU training of PointNeXt-S on the real 3-class ModelNet40 subset
+# make demo : the same install, then the Pic@Point demo on procedural shapes (tools/demo.py, CPU, < 10 min)
 # Both are idempotent: stamps inside .venv skip every step whose inputs did not change.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -29,7 +29,7 @@ test: install
 	$(PY) -m pytest tests
 
 demo: install
-	$(PY) tools/main.py --cfg cfgs/modelnet40/pointnext-s.yaml epochs=2 num_points=512 dataset.common.num_points=512
+	$(PY) tools/demo.py
 
 benchmark: install
 	$(PY) tools/benchmark_ops.py

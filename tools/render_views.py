@@ -10,6 +10,11 @@ Examples::
     python tools/render_views.py --source modelnet40_normal_resampled \\
         --data-dir ../shared/data/modelnet40_normal_resampled --out data/views/modelnet40
     python tools/render_views.py --source modelnet40_ply_hdf5_2048 --data-dir data/modelnet40_ply_hdf5_2048 --out ...
+    python tools/render_views.py --source shapenet55 --data-dir data/ShapeNet55-34 --out data/views/shapenet \
+        --synset-names data/shapenet_synset_dict.json
+
+ShapeNet-55 objects are read in the workers one at a time (the split does not fit in memory) and
+farthest-point-sampled to ``--num-points``; they have no normals, so their views are depth shaded.
 """
 import argparse
 import json
@@ -17,19 +22,26 @@ import multiprocessing as mp
 import os
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Tuple, Union
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-SOURCES = ("modelnet40_normal_resampled", "modelnet40_ply_hdf5_2048")
+SOURCES = ("modelnet40_normal_resampled", "modelnet40_ply_hdf5_2048", "shapenet55")
 
 
-def load_source(source: str, data_dir: str, split: str, num_points: int):
-    """``(points (S,N,3|6), labels (S,), classes, object ids)`` of one split of a point dataset."""
+def load_source(source: str, data_dir: str, split: str, num_points: int, synset_names: str = None):
+    """``(objects, labels (S,), classes, object ids)`` of one split of a point dataset.
+
+    An object is its (N, 3|6) points, or for ShapeNet-55 the path of its ``.npy`` file.
+    """
     from plugin.datasets import ModelNet40NormalResampled, ModelNet40Ply2048
+    from plugin.datasets.shapenet55 import read_shapenet55_split
 
+    if source == "shapenet55":
+        paths, labels, classes, ids = read_shapenet55_split(data_dir, split, synset_names)
+        return [str(p) for p in paths], labels, classes, ids
     cls = ModelNet40NormalResampled if source == "modelnet40_normal_resampled" else ModelNet40Ply2048
     data = cls(data_dir, split=split, num_points=num_points, use_normals=True)
     points = np.concatenate([data.points, data.normals], axis=2)
@@ -45,16 +57,19 @@ def normalise(points: np.ndarray) -> np.ndarray:
     return out
 
 
-def render_object(job: Tuple[str, np.ndarray, dict]) -> str:
-    """Render one object into ``<out>/<object_id>/``; returns its id."""
+def render_object(job: Tuple[str, Union[np.ndarray, str], dict]) -> str:
+    """Render one object (its points, or a ShapeNet-55 ``.npy`` path) into ``<out>/<object_id>/``; returns its id."""
     import torch
 
+    from plugin.datasets.shapenet55 import load_shapenet55_cloud
     from plugin.engine.atomic_io import save_npz
     from plugin.render.point_renderer import render_points, save_png
     from plugin.render.view_sets import dodecahedron_views
 
     torch.set_num_threads(1)
     folder, points, opts = job
+    if isinstance(points, str):
+        points = load_shapenet55_cloud(Path(points), opts["num_points"])
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     points = normalise(points)
@@ -83,6 +98,7 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--fov", type=float, default=None, help="field of view in degrees (default: view set's)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="parallel objects")
     parser.add_argument("--limit", type=int, default=None, help="render at most this many objects per split")
+    parser.add_argument("--synset-names", default=None, help="shapenet55: JSON of synset id -> class name")
     args = parser.parse_args(argv)
 
     from tqdm import tqdm
@@ -90,14 +106,15 @@ def main(argv: List[str] = None) -> int:
     from plugin.errors import UserError
     from plugin.render import view_sets
 
-    opts = {"image_size": args.image_size, "radius_px": args.radius_px,
+    opts = {"image_size": args.image_size, "radius_px": args.radius_px, "num_points": args.num_points,
             "distance": args.distance or view_sets.DEFAULT_DISTANCE, "fov": args.fov or view_sets.DEFAULT_FOV_DEG}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs, classes = [], []
     try:
         for split in args.splits:
-            points, labels, classes, ids = load_source(args.source, args.data_dir, split, args.num_points)
+            points, labels, classes, ids = load_source(args.source, args.data_dir, split, args.num_points,
+                                                      args.synset_names)
             points, labels, ids = points[:args.limit], labels[:args.limit], ids[:args.limit]
             (out / f"{split}.txt").write_text("".join(f"{o} {int(y)}\n" for o, y in zip(ids, labels)))
             jobs += [(str(out / o), p, opts) for o, p in zip(ids, points) if not (out / o / "cameras.npz").is_file()]
@@ -106,9 +123,16 @@ def main(argv: List[str] = None) -> int:
         return 2
     (out / "meta.json").write_text(json.dumps({"source": args.source, "classes": classes, "views": 20,
                                                "view_set": "dodecahedron", **opts}, indent=2))
-    with mp.get_context("spawn").Pool(args.workers) as pool:
-        for _ in tqdm(pool.imap_unordered(render_object, jobs), total=len(jobs), desc="render", unit="object"):
-            pass
+    bar = tqdm(total=len(jobs), desc="render", unit="object")
+    if args.workers == 1:
+        for job in jobs:
+            render_object(job)
+            bar.update()
+    else:
+        with mp.get_context("spawn").Pool(args.workers) as pool:
+            for _ in pool.imap_unordered(render_object, jobs):
+                bar.update()
+    bar.close()
     print(f"{len(jobs)} objects rendered into {out}")
     return 0
 

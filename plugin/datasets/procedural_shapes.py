@@ -236,8 +236,33 @@ def _cylinder(radius: float, height: float, base: Vec, top: bool = True, bottom:
     return parts
 
 
+def _vessel(heights: Sequence[float], radii: Sequence[float], wall: float, floor: float) -> List[Part]:
+    """Open thick-walled vessel of revolution standing on y=0.
+
+    Args:
+        heights: increasing heights of the outer profile, from 0 to the rim.
+        radii: outer radius at each height.
+        wall: wall thickness (the inner radius is the outer one minus ``wall``).
+        floor: floor thickness; the inner wall runs from ``floor`` to the rim.
+    """
+    inner_y = [floor] + [y for y in heights if y > floor]
+    inner_r = [float(np.interp(y, heights, radii)) - wall for y in inner_y]
+
+    def walls(ys: Sequence[float], rs: Sequence[float], inward: bool) -> List[Part]:
+        return [Frustum(r0, r1, y1 - y0, (0.0, y0, 0.0), inward) for y0, y1, r0, r1 in zip(ys, ys[1:], rs, rs[1:])]
+
+    return (walls(heights, radii, False) + walls(inner_y, inner_r, True)
+            + [Disc(radii[0], up=False), Disc(radii[-1], (0.0, heights[-1], 0.0), r_in=inner_r[-1]),
+               Disc(inner_r[0], (0.0, floor, 0.0))])
+
+
 def _corners(half_x: float, half_z: float) -> List[Tuple[float, float]]:
     return [(sx * half_x, sz * half_z) for sx in (1.0, -1.0) for sz in (1.0, -1.0)]
+
+
+def _legs(half_x: float, half_z: float, height: float, a: float) -> List[Part]:
+    """Four square legs of half width ``a`` from the floor to ``height``, at the corners of a rectangle."""
+    return [Box((a, height / 2, a), (x, height / 2, z), skip=("+y",)) for x, z in _corners(half_x, half_z)]
 
 
 def box(rng: np.random.Generator) -> List[Part]:
@@ -268,23 +293,33 @@ def torus(rng: np.random.Generator) -> List[Part]:
 
 
 def table(rng: np.random.Generator) -> List[Part]:
-    """Rectangular top on four legs."""
-    w, d, t = rng.uniform(0.7, 1.2), rng.uniform(0.4, 0.9), rng.uniform(0.03, 0.08)
+    """Rectangular or round top on four legs or on a central pedestal."""
+    w, d, t = rng.uniform(0.6, 1.2), rng.uniform(0.4, 0.9), rng.uniform(0.02, 0.07)
     h, a = rng.uniform(0.5, 1.0), rng.uniform(0.03, 0.07)
+    round_top = rng.uniform() < 0.35
+    top = _cylinder(d, 2 * t, (0.0, h, 0.0)) if round_top else [Box((w, t, d), (0.0, h + t, 0.0))]
+    if rng.uniform() < 0.3:  # pedestal: a foot disc and a column
+        foot_r, col_r = rng.uniform(0.25, 0.5) * d, rng.uniform(0.04, 0.1)
+        return top + _cylinder(foot_r, 0.04, (0.0, 0.0, 0.0)) + [Frustum(col_r, col_r, h - 0.04, (0.0, 0.04, 0.0))]
     inset = rng.uniform(0.0, 0.15)
-    legs = [Box((a, h / 2, a), (x, h / 2, z), skip=("+y",)) for x, z in _corners(w - a - inset, d - a - inset)]
-    return [Box((w, t, d), (0.0, h + t, 0.0))] + legs
+    half_x, half_z = (d * 0.7, d * 0.7) if round_top else (w - a - inset, d - a - inset)
+    return top + _legs(half_x, half_z, h, a)
 
 
 def chair(rng: np.random.Generator) -> List[Part]:
-    """Square seat on four legs with a back rest."""
+    """Square seat on four legs with a back rest and sometimes arm rests."""
     w, d, t = rng.uniform(0.35, 0.55), rng.uniform(0.35, 0.55), rng.uniform(0.03, 0.06)
     h, a = rng.uniform(0.4, 0.65), rng.uniform(0.025, 0.05)
     back_h, back_t = rng.uniform(0.4, 0.9), rng.uniform(0.025, 0.06)
-    legs = [Box((a, h / 2, a), (x, h / 2, z), skip=("+y",)) for x, z in _corners(w - a, d - a)]
     seat_top = h + 2 * t
-    back = Box((w, back_h / 2, back_t), (0.0, seat_top + back_h / 2, -d + back_t), skip=("-y",))
-    return [Box((w, t, d), (0.0, h + t, 0.0)), back] + legs
+    parts: List[Part] = [Box((w, t, d), (0.0, h + t, 0.0)),
+                         Box((w, back_h / 2, back_t), (0.0, seat_top + back_h / 2, -d + back_t), skip=("-y",))]
+    if rng.uniform() < 0.5:
+        arm_y = rng.uniform(0.15, 0.3)
+        for x in (w - a, -(w - a)):  # a post at the front and a rail back to the back rest
+            parts += [Box((a, arm_y / 2, a), (x, seat_top + arm_y / 2, d - a), skip=("-y", "+y")),
+                      Box((a, a, d - back_t), (x, seat_top + arm_y + a, back_t), skip=("-z",))]
+    return parts + _legs(w - a, d - a, h, a)
 
 
 def stool(rng: np.random.Generator) -> List[Part]:
@@ -296,6 +331,51 @@ def stool(rng: np.random.Generator) -> List[Part]:
     legs = [part for angle in angles
             for part in _cylinder(leg_r, h, (spread * math.cos(angle), 0.0, spread * math.sin(angle)), top=False)]
     return _cylinder(r, t, (0.0, h, 0.0)) + legs
+
+
+def bench(rng: np.random.Generator) -> List[Part]:
+    """Long narrow low seat on four legs or on two end panels."""
+    w, d, t = rng.uniform(0.8, 1.3), rng.uniform(0.15, 0.3), rng.uniform(0.03, 0.06)
+    h, a = rng.uniform(0.3, 0.5), rng.uniform(0.03, 0.05)
+    top = Box((w, t, d), (0.0, h + t, 0.0))
+    if rng.uniform() < 0.5:
+        x = w - rng.uniform(0.05, 0.2)
+        return [top] + [Box((a, h / 2, d * 0.9), (sx * x, h / 2, 0.0), skip=("+y",)) for sx in (1.0, -1.0)]
+    return [top] + _legs(w - a - 0.05, d - a, h, a)
+
+
+def desk(rng: np.random.Generator) -> List[Part]:
+    """Top on a drawer pedestal at one end (or both) and legs at the other."""
+    w, d, t = rng.uniform(0.7, 1.1), rng.uniform(0.35, 0.6), rng.uniform(0.02, 0.05)
+    h, a, pw = rng.uniform(0.6, 0.8), rng.uniform(0.025, 0.05), rng.uniform(0.15, 0.3)
+    parts: List[Part] = [Box((w, t, d), (0.0, h + t, 0.0)),
+                         Box((pw, h / 2, d * 0.95), (w - pw, h / 2, 0.0), skip=("+y",))]
+    if rng.uniform() < 0.4:
+        return parts + [Box((pw, h / 2, d * 0.95), (-(w - pw), h / 2, 0.0), skip=("+y",))]
+    return parts + [Box((a, h / 2, a), (-(w - a), h / 2, z), skip=("+y",)) for z in (d - a, -(d - a))]
+
+
+def bookshelf(rng: np.random.Generator) -> List[Part]:
+    """Open-front case: sides, top, bottom, back panel and one to four shelves."""
+    w, height, d, t = rng.uniform(0.3, 0.8), rng.uniform(0.8, 2.0), rng.uniform(0.12, 0.3), rng.uniform(0.015, 0.035)
+    inner_w = w - 2 * t
+    parts: List[Part] = [Box((t, height / 2, d), (sx * (w - t), height / 2, 0.0)) for sx in (1.0, -1.0)]
+    parts += [Box((inner_w, t, d), (0.0, y, 0.0), skip=("+x", "-x")) for y in (t, height - t)]
+    parts.append(Box((inner_w, height / 2 - 2 * t, t), (0.0, height / 2, -d + t), skip=("+x", "-x", "+y", "-y")))
+    n = int(rng.integers(1, 5))
+    ys = np.linspace(0.0, height, n + 2)[1:-1]
+    return parts + [Box((inner_w, t, d - t), (0.0, y, t), skip=("+x", "-x", "-z")) for y in ys]
+
+
+def sofa(rng: np.random.Generator) -> List[Part]:
+    """Seat block with a back block and two arm blocks."""
+    w, d, seat = rng.uniform(0.7, 1.2), rng.uniform(0.35, 0.5), rng.uniform(0.3, 0.45)
+    back_h, back_t = rng.uniform(0.25, 0.5), rng.uniform(0.08, 0.15)
+    arm_w, arm_h = rng.uniform(0.06, 0.15), rng.uniform(0.1, 0.25)
+    inner = w - 2 * arm_w
+    return [Box((inner, seat / 2, d - back_t), (0.0, seat / 2, back_t), skip=("+x", "-x", "-z")),
+            Box((inner, (seat + back_h) / 2, back_t), (0.0, (seat + back_h) / 2, -d + back_t), skip=("+x", "-x")),
+            *[Box((arm_w, (seat + arm_h) / 2, d), (sx * (w - arm_w), (seat + arm_h) / 2, 0.0)) for sx in (1.0, -1.0)]]
 
 
 def lamp(rng: np.random.Generator) -> List[Part]:
@@ -321,15 +401,33 @@ def bottle(rng: np.random.Generator) -> List[Part]:
             + _cylinder(neck_r, neck_h, (0.0, neck_y, 0.0), bottom=False))
 
 
+def vase(rng: np.random.Generator) -> List[Part]:
+    """Open vessel with a foot, a wide belly, a narrow neck and a flared lip."""
+    foot, belly, neck, lip = rng.uniform(0.15, 0.3), rng.uniform(0.3, 0.5), rng.uniform(0.1, 0.2), rng.uniform(0.15, 0.3)
+    h_belly, h_neck, height = rng.uniform(0.3, 0.6), rng.uniform(0.8, 1.2), rng.uniform(1.3, 1.8)
+    return _vessel([0.0, h_belly, h_neck, height], [foot, belly, neck, lip], wall=0.03, floor=0.06)
+
+
+def cup(rng: np.random.Generator) -> List[Part]:
+    """Open tapered vessel, wider at the rim, without a handle."""
+    r_top, height = rng.uniform(0.3, 0.5), rng.uniform(0.5, 1.0)
+    return _vessel([0.0, height], [r_top * rng.uniform(0.55, 0.85), r_top], rng.uniform(0.02, 0.05), 0.05)
+
+
+def bowl(rng: np.random.Generator) -> List[Part]:
+    """Wide shallow open vessel with a rounded (two-segment) profile."""
+    r_top, height = rng.uniform(0.7, 1.0), rng.uniform(0.25, 0.5)
+    r_bottom = r_top * rng.uniform(0.3, 0.5)
+    return _vessel([0.0, 0.4 * height, height], [r_bottom, r_bottom + 0.7 * (r_top - r_bottom), r_top],
+                   rng.uniform(0.02, 0.04), 0.04)
+
+
 def mug(rng: np.random.Generator) -> List[Part]:
     """Open thick-walled cylinder (outer and inner walls, rim, floor) with a handle arc."""
     r, h = rng.uniform(0.3, 0.5), rng.uniform(0.6, 1.1)
-    wall, floor = rng.uniform(0.03, 0.07), rng.uniform(0.04, 0.08)
-    inner = r - wall
     handle_r = rng.uniform(0.15, min(0.3, 0.45 * h))
-    return [Frustum(r, r, h), Disc(r, up=False), Disc(r, (0.0, h, 0.0), up=True, r_in=inner),
-            Frustum(inner, inner, h - floor, (0.0, floor, 0.0), inward=True), Disc(inner, (0.0, floor, 0.0)),
-            Torus(handle_r, rng.uniform(0.025, 0.05), (r, h / 2, 0.0), (-math.pi / 2, math.pi / 2), upright=True)]
+    handle = Torus(handle_r, rng.uniform(0.025, 0.05), (r, h / 2, 0.0), (-math.pi / 2, math.pi / 2), upright=True)
+    return _vessel([0.0, h], [r, r], rng.uniform(0.03, 0.07), rng.uniform(0.04, 0.08)) + [handle]
 
 
 def bed(rng: np.random.Generator) -> List[Part]:
@@ -342,12 +440,12 @@ def bed(rng: np.random.Generator) -> List[Part]:
     if rng.uniform() < 0.5:
         foot_h = leg_h + 2 * m + rng.uniform(0.05, 0.2)
         parts.append(Box((w, foot_h / 2, board_t), (0.0, foot_h / 2, l + board_t)))
-    legs = [Box((a, leg_h / 2, a), (x, leg_h / 2, z), skip=("+y",)) for x, z in _corners(w - a, l - a)]
-    return parts + legs
+    return parts + _legs(w - a, l - a, leg_h, a)
 
 
-SHAPES: Dict[str, Callable[[np.random.Generator], List[Part]]] = {
-    fn.__name__: fn for fn in (box, cylinder, cone, sphere, torus, table, chair, stool, lamp, bottle, mug, bed)}
+SHAPES: Dict[str, Callable[[np.random.Generator], List[Part]]] = {fn.__name__: fn for fn in (
+    box, cylinder, cone, sphere, torus, table, chair, stool, bench, desk, bookshelf, sofa, lamp, bottle, vase, cup,
+    bowl, mug, bed)}
 CLASSES: List[str] = list(SHAPES)
 
 
