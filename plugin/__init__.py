@@ -7,6 +7,6 @@ from .host import install as _install_host
 
 _install_host()
 
-from . import datasets, engine, models  # noqa: E402,F401  (registration happens on import)
+from . import clip, datasets, engine, models  # noqa: E402,F401  (registration happens on import)
 
 __version__ = "0.1.0"

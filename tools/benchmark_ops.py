@@ -2,12 +2,16 @@
 
 Measures each op on CPU, the C++ kernel vs :mod:`pointnet2_ops.reference` at the same thread
 count; FPS also against ``fpsample.fps_sampling`` per cloud at one thread each (fpsample is
-single-threaded); and the CUDA kernels when a GPU is present. Prints a table, checks the
-speed targets, and writes JSON.
+single-threaded); CLIP2Point depth rendering (B=32 clouds x V=10 views of 1024 points at
+224 x 224: ``rasterize_points`` for the min mode, ``splat_weighted_depth`` for the weighted one)
+in clouds per second, plus :func:`plugin.render.render_depth` end to end; and the CUDA kernels
+when a GPU is present. Prints a
+table, checks the speed targets, and writes JSON.
 
 Usage::
 
     .venv/bin/python tools/benchmark_ops.py [--quick] [--out benchmarks/ops.json] [--threads N]
+        [--only render_depth,knn]   # only these ops; their rows are merged into --out
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ import torch
 import pointnet2_ops
 from pointnet2_ops import ops, reference
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for `plugin`
+
 TARGET_REFERENCE_SPEEDUP = 5.0  # FPS and ball query: native >= 5x reference
+TARGET_RENDER_SPEEDUP = 3.0  # depth rendering: native CPU kernels >= 3x the reference ops
 Inputs = dict[str, object]
 
 
@@ -42,6 +49,8 @@ class Case:
         native: runs the op through :mod:`pointnet2_ops.ops` (native kernels).
         ref: runs :mod:`pointnet2_ops.reference` on the same inputs.
         fps_cloud: for FPS, (points per cloud, samples) to compare with fpsample.
+        clouds: clouds per call, to report clouds per second (depth rendering).
+        end_to_end: the full pipeline around the op (native), timed as ``render_depth_ms``.
     """
 
     name: str
@@ -50,6 +59,8 @@ class Case:
     native: Callable[[Inputs], object]
     ref: Callable[[Inputs], object]
     fps_cloud: tuple[int, int] | None = None
+    clouds: int | None = None
+    end_to_end: Callable[[Inputs], object] | None = None
 
 
 def _fps_case(b: int, n: int, m: int) -> Case:
@@ -107,6 +118,34 @@ def _interpolate_cases(b: int, c: int, n: int, m: int) -> list[Case]:
     ]
 
 
+def _render_cases(b: int, v: int = 10, n: int = 1024, size: int = 224) -> list[Case]:
+    """CLIP2Point depth rendering of B clouds x V views: the splatting kernels vs the reference.
+
+    The cameras' pixel coordinates are computed once (:func:`project_to_pixels`), so the rows
+    compare the ops alone; ``render_depth_ms`` adds the end-to-end time with the projection.
+    """
+    from plugin.render.depth_renderer import project_to_pixels, render_depth
+    from plugin.render.view_sets import orthogonal_and_corner_views
+
+    view, proj = orthogonal_and_corner_views()
+    view, proj = view[:v].contiguous(), proj[:v].contiguous()
+
+    def make(g: torch.Generator) -> Inputs:
+        points = torch.rand(b, n, 3, generator=g) * 2 - 1
+        pixels = project_to_pixels(points, view, proj, size).reshape(b * v, n, 3).contiguous()
+        return {"points": points, "view": view, "proj": proj, "pixels": pixels}
+
+    modes = {"min": "rasterize_points", "weighted": "splat_weighted_depth"}
+    return [
+        Case(f"render_depth[{mode}]", f"B={b} V={v} N={n} {size}x{size} R=1", make,
+             lambda t, op=op: getattr(ops, op)(t["pixels"], size, size, 1),
+             lambda t, op=op: getattr(reference, op)(t["pixels"], size, size, 1),
+             clouds=b,
+             end_to_end=lambda t, mode=mode: render_depth(t["points"], t["view"], t["proj"], size, 1, mode))
+        for mode, op in modes.items()
+    ]
+
+
 def build_cases(quick: bool) -> list[Case]:
     """The benchmarked cases: PointNeXt-S shapes, or small ones with ``quick``."""
     b = 4 if quick else 32
@@ -138,7 +177,8 @@ def build_cases(quick: bool) -> list[Case]:
     if quick:
         group_shapes = group_shapes[:1]
     groups = [c for ch, n, m in group_shapes for c in _group_cases(b, ch, n, m, 32)]
-    return fps + [bq, knn, gather] + groups + _interpolate_cases(b, 128, 512, 128)
+    renders = _render_cases(b)
+    return fps + [bq, knn, gather] + groups + _interpolate_cases(b, 128, 512, 128) + renders
 
 
 MIN_TIMED_S = 0.5  # keep sampling fast ops for at least this long (thread pools warm up)
@@ -182,7 +222,7 @@ def run_case(case: Case, threads: int, repeat: int, use_cuda: bool) -> dict:
     """Time one case; returns a JSON-ready row."""
     inputs = case.make(torch.Generator().manual_seed(0))
     slow_repeat = max(1, repeat // 3) if case.fps_cloud and case.fps_cloud[0] > 5000 else repeat
-    row: dict = {"op": case.name, "shape": case.shape}
+    row: dict = {"op": case.name, "shape": case.shape, "load_avg_1min": os.getloadavg()[0]}
     torch.set_num_threads(1)
     row["native_1thread_ms"] = _time(lambda: case.native(inputs), slow_repeat)
     torch.set_num_threads(threads)
@@ -199,6 +239,12 @@ def run_case(case: Case, threads: int, repeat: int, use_cuda: bool) -> dict:
     if use_cuda:
         gpu = _to_cuda(inputs)
         row["cuda_ms"] = _time(lambda: case.native(gpu), repeat, torch.cuda.synchronize)
+    if case.end_to_end:
+        row["render_depth_ms"] = _time(lambda: case.end_to_end(inputs), slow_repeat)
+    if case.clouds:
+        for key in ("native", "reference", "cuda", "render_depth"):
+            if f"{key}_ms" in row:
+                row[f"{key}_clouds_per_s"] = case.clouds / row[f"{key}_ms"] * 1e3
     return row
 
 
@@ -220,7 +266,6 @@ def measure_pointnext_s_step_share(args: argparse.Namespace) -> dict:
     Returns:
         ``{"batch", "points", "step_ms", "ops_ms", "share", "per_op_ms"}`` (times per step).
     """
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import plugin  # noqa: F401  (rebinds OpenPoints' op classes)
     from openpoints.models import build_model_from_cfg
     from plugin.engine import load_config
@@ -278,6 +323,11 @@ def check_targets(rows: list[dict]) -> list[str]:
             ok = row["speedup"] >= TARGET_REFERENCE_SPEEDUP
             lines.append(f"{'PASS' if ok else 'MISS'} {label}: {row['speedup']:.1f}x reference "
                          f"(target >= {TARGET_REFERENCE_SPEEDUP:.0f}x)")
+        if row["op"].startswith("render_depth"):
+            ok = row["speedup"] >= TARGET_RENDER_SPEEDUP
+            lines.append(f"{'PASS' if ok else 'MISS'} {label}: {row['speedup']:.1f}x reference "
+                         f"({row['native_clouds_per_s']:.0f} vs {row['reference_clouds_per_s']:.0f} "
+                         f"clouds/s; target >= {TARGET_RENDER_SPEEDUP:.0f}x)")
         if row.get("vs_fpsample") is not None:
             ok = row["vs_fpsample"] >= 1.0
             lines.append(f"{'PASS' if ok else 'MISS'} {label}: {row['vs_fpsample']:.1f}x faster "
@@ -290,7 +340,7 @@ def format_table(rows: list[dict], threads: int) -> str:
     def opt(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
-    header = (f"{'op':<28}{'shape':<32}{'native ms':>10}{'1-thr ms':>10}{'scale':>7}"
+    header = (f"{'op':<28}{'shape':<36}{'native ms':>10}{'1-thr ms':>10}{'scale':>7}"
               f"{'ref ms':>10}{'speedup':>9}{'fpsample/cloud':>16}{'native/cloud':>14}"
               f"{'cuda ms':>9}")
     lines = [
@@ -302,7 +352,7 @@ def format_table(rows: list[dict], threads: int) -> str:
     ]
     for r in rows:
         lines.append(
-            f"{r['op']:<28}{r['shape']:<32}{r['native_ms']:>10.2f}{r['native_1thread_ms']:>10.2f}"
+            f"{r['op']:<28}{r['shape']:<36}{r['native_ms']:>10.2f}{r['native_1thread_ms']:>10.2f}"
             f"{r['thread_scaling']:>6.2f}x{r['reference_ms']:>10.2f}{r['speedup']:>8.1f}x"
             f"{opt(r.get('fpsample_per_cloud_ms')):>16}"
             f"{opt(r.get('native_1thread_per_cloud_ms')):>14}{opt(r.get('cuda_ms')):>9}"
@@ -317,6 +367,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="CPU threads for native and reference (default: torch's)")
     parser.add_argument("--repeat", type=int, default=None, help="timed runs per measurement")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated ops to run (e.g. render_depth,knn; a prefix matches); "
+                        "their rows replace those in --out and the PointNeXt-S step share is skipped")
     return parser.parse_args(argv)
 
 
@@ -328,11 +381,19 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat or (1 if args.quick else 5)
     use_cuda = torch.cuda.is_available() and pointnet2_ops.has_cuda_kernels()
     cases = build_cases(args.quick)
+    if args.only:
+        wanted = [name.strip() for name in args.only.split(",") if name.strip()]
+        cases = [c for c in cases if any(c.name.startswith(w) for w in wanted)]
+        if not cases:
+            print(f"error: --only {args.only!r} matches no op", file=sys.stderr)
+            return 2
     rows = []
     for i, case in enumerate(cases, 1):
         print(f"[{i}/{len(cases)}] {case.name} {case.shape} ...", file=sys.stderr, flush=True)
         rows.append(run_case(case, args.threads, repeat, use_cuda))
     print(format_table(rows, args.threads))
+    if args.only:
+        return _merge_report(args, rows)
     targets = check_targets(rows)
     print("\n".join(["", "Targets:"] + targets))
     report = {
@@ -357,6 +418,30 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "w") as fh:
         json.dump(report, fh, indent=2)
     print(f"\nwrote {args.out}")
+    return 0
+
+
+def _merge_report(args: argparse.Namespace, rows: list[dict]) -> int:
+    """Replace (op, shape) rows of the JSON at ``args.out`` with ``rows``; recheck the targets."""
+    report: dict = {"meta": {}, "results": [], "targets": []}
+    if os.path.exists(args.out):
+        with open(args.out) as fh:
+            report = json.load(fh)
+    fresh = {(r["op"], r["shape"]): r for r in rows}
+    merged = [fresh.pop((r["op"], r["shape"]), r) for r in report["results"]]
+    merged += list(fresh.values())
+    step_lines = [t for t in report["targets"] if "PointNeXt-S training step" in t]
+    report["results"], report["targets"] = merged, check_targets(merged) + step_lines
+    report["meta"].setdefault("partial_runs", []).append({
+        "ops": args.only, "threads": args.threads, "quick": args.quick,
+        "repeat": args.repeat or (1 if args.quick else 5), "torch": torch.__version__,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg_1min": os.getloadavg()[0],
+    })
+    print("\n".join(["", "Targets:"] + check_targets(rows)))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(report, fh, indent=2)
+    print(f"\nwrote {args.out} (merged {len(rows)} rows)")
     return 0
 
 

@@ -6,7 +6,7 @@ Both keep every cloud of the split in memory and yield OpenPoints sample dicts: 
 """
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ MODELNET40_CLASSES = [
     "laptop", "mantel", "monitor", "night_stand", "person", "piano", "plant", "radio", "range_hood", "sink",
     "sofa", "stairs", "stool", "table", "tent", "toilet", "tv_stand", "vase", "wardrobe", "xbox",
 ]
+# ModelNet10's classes in its official label order (a subset of the 40).
+MODELNET10_CLASSES = ["bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa", "table", "toilet"]
+SUBSETS = {"modelnet40": 40, "modelnet10": 10}
 NORMAL_RESAMPLED_DIR = "modelnet40_normal_resampled"
 PLY2048_DIR = "modelnet40_ply_hdf5_2048"
 
@@ -70,26 +73,31 @@ class _InMemoryModelNet(Dataset):
 class ModelNet40NormalResampled(_InMemoryModelNet):
     """ModelNet40 (or ModelNet10) from the ``modelnet40_normal_resampled`` txt files, read once at construction.
 
+    ModelNet10 reads the ``modelnet10_*`` list files when the folder has them; otherwise it keeps the
+    shapes of the 10 ModelNet10 classes from the ``modelnet40_*`` lists, labelled by their index in
+    :data:`MODELNET10_CLASSES`. ``classes`` are the names in label order, ``shape_ids`` the loaded shapes.
+
     Args:
         data_dir: the ``modelnet40_normal_resampled`` folder (its parent also works, as upstream).
         split: ``train``, ``val`` or ``test``; ``val`` reads the test list, as upstream.
         num_points: points kept per shape: the first ones of each file, which are uniformly resampled.
         use_normals: append the normals to the features ``x``.
-        num_classes: 40 or 10, selecting the ``modelnet40_*`` or ``modelnet10_*`` list files.
+        num_classes: 40 or 10 (default: that of ``subset``, else 40).
+        subset: ``modelnet40`` or ``modelnet10``; the same choice as ``num_classes``, by name.
         transform: OpenPoints transform applied to each sample dict.
         **kwargs: other config keys, ignored.
     """
 
     def __init__(self, data_dir: str, split: str = "train", num_points: int = 1024, use_normals: bool = False,
-                 num_classes: int = 40, transform: Optional[Callable] = None, **kwargs: Any) -> None:
+                 num_classes: Optional[int] = None, subset: Optional[str] = None,
+                 transform: Optional[Callable] = None, **kwargs: Any) -> None:
         super().__init__(resolve_split(split, "ModelNet40"), num_points, use_normals, transform)
-        if num_classes not in (10, 40):
-            raise ConfigError(f"ModelNet has 40 or 10 classes, got {num_classes}: set dataset.common.num_classes "
-                              f"to 40 or 10.")
-        root = self._find_root(Path(data_dir), num_classes)
-        self.classes: List[str] = _read_lines(root / f"modelnet{num_classes}_shape_names.txt")
-        self.num_classes = len(self.classes)
-        list_file = root / f"modelnet{num_classes}_{self.split}.txt"
+        num_classes = _subset_classes(subset, num_classes)
+        root, own_lists = self._find_root(Path(data_dir), num_classes)
+        lists = f"modelnet{num_classes if own_lists else 40}"
+        names_file = root / f"{lists}_shape_names.txt"
+        self.classes: List[str] = _read_lines(names_file)
+        list_file = root / f"{lists}_{self.split}.txt"
         if not list_file.is_file():
             raise DataNotFoundError(f"ModelNet40 split list '{list_file}' not found: set dataset.common.data_dir to "
                                     f"a modelnet40_normal_resampled folder that has it.")
@@ -101,7 +109,15 @@ class ModelNet40NormalResampled(_InMemoryModelNet):
         for shape_id, name in zip(shape_ids, class_of):
             if name not in self.classes:
                 raise BadInputError(f"Shape '{shape_id}' in '{list_file}' belongs to no class of "
-                                    f"{root / f'modelnet{num_classes}_shape_names.txt'}: remove it from the list.")
+                                    f"{names_file}: remove it from the list.")
+        if num_classes == 10 and not own_lists:  # ModelNet10 as the subset of the ModelNet40 lists
+            self.classes = list(MODELNET10_CLASSES)
+            kept = [i for i, name in enumerate(class_of) if name in self.classes]
+            if not kept:
+                raise BadInputError(f"'{list_file}' lists no shape of a ModelNet10 class ({', '.join(self.classes)}): "
+                                    f"set dataset.common.data_dir to a folder holding them, or use ModelNet40.")
+            shape_ids, class_of = [shape_ids[i] for i in kept], [class_of[i] for i in kept]
+        self.num_classes = len(self.classes)
         self.labels = np.array([self.classes.index(name) for name in class_of], dtype=np.int64)
 
         paths = [root / name / f"{shape_id}.txt" for shape_id, name in zip(shape_ids, class_of)]
@@ -109,21 +125,40 @@ class ModelNet40NormalResampled(_InMemoryModelNet):
             if not path.is_file():
                 raise DataNotFoundError(f"ModelNet40 shape file '{path}' listed in {list_file.name} not found: "
                                         f"restore it or remove '{path.stem}' from {list_file.name}.")
+        self.shape_ids: List[str] = shape_ids
         clouds = np.empty((len(paths), num_points, 6), dtype=np.float32)
-        for i, path in enumerate(tqdm(paths, desc=f"ModelNet40 {self.split}", unit="shape", disable=None)):
+        for i, path in enumerate(tqdm(paths, desc=f"ModelNet{num_classes} {self.split}", unit="shape", disable=None)):
             clouds[i] = _read_shape(path, num_points)
         self.points, self.normals = clouds[..., :3], clouds[..., 3:]
         logging.info("Loaded ModelNet%d %s: %d shapes of %d points", num_classes, self.split, len(self), num_points)
 
     @staticmethod
-    def _find_root(data_dir: Path, num_classes: int) -> Path:
-        """Return ``data_dir`` or ``data_dir/modelnet40_normal_resampled``, whichever holds the shape names."""
+    def _find_root(data_dir: Path, num_classes: int) -> Tuple[Path, bool]:
+        """``(root, own_lists)``: ``data_dir`` or ``data_dir/modelnet40_normal_resampled``, whichever holds the
+        shape names, and whether ModelNet10 has its own ``modelnet10_*`` lists there (always True for 40)."""
         names = f"modelnet{num_classes}_shape_names.txt"
-        for root in (data_dir, data_dir / NORMAL_RESAMPLED_DIR):
+        candidates = (data_dir, data_dir / NORMAL_RESAMPLED_DIR)
+        for root in candidates:
             if (root / names).is_file():
-                return root
+                return root, True
+        for root in candidates:
+            if (root / "modelnet40_shape_names.txt").is_file():  # ModelNet10 filtered from the 40 lists
+                return root, False
         raise DataNotFoundError(f"ModelNet40 data not found at '{data_dir}': set dataset.common.data_dir to the "
-                                f"{NORMAL_RESAMPLED_DIR} folder (the one holding {names}).")
+                                f"{NORMAL_RESAMPLED_DIR} folder (the one holding modelnet40_shape_names.txt).")
+
+
+def _subset_classes(subset: Optional[str], num_classes: Optional[int]) -> int:
+    """The class count of ``subset``/``num_classes`` (default 40), which must agree when both are given."""
+    if subset is not None and subset not in SUBSETS:
+        raise ConfigError(f"Unknown ModelNet subset '{subset}': set dataset.common.subset to modelnet40 or modelnet10.")
+    if num_classes is not None and num_classes not in (10, 40):
+        raise ConfigError(f"ModelNet has 40 or 10 classes, got {num_classes}: set dataset.common.num_classes "
+                          f"to 40 or 10.")
+    if subset is not None and num_classes is not None and SUBSETS[subset] != num_classes:
+        raise ConfigError(f"dataset.common.subset {subset} has {SUBSETS[subset]} classes but num_classes is "
+                          f"{num_classes}: remove dataset.common.num_classes or make them agree.")
+    return SUBSETS[subset] if subset is not None else (num_classes or 40)
 
 
 def _read_lines(path: Path) -> List[str]:

@@ -1,5 +1,6 @@
 """Runners (one per mode), config loading, run folders and atomic checkpoints."""
-from . import classification, extract, finetune, pretrain, stages, svm  # noqa: F401  (register the modes)
+# importing the runner modules registers their modes
+from . import adapter, classification, extract, finetune, pretrain, stages, svm, zeroshot  # noqa: F401
 from .config import load_config
 from .registry import RUNNERS, runner_for
 

@@ -53,7 +53,8 @@ def unknown_key_message(key: str, valid: Iterable[str], where: str) -> str:
     valid = sorted(valid)
     close = difflib.get_close_matches(key.split(".")[-1], valid, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return (f"Unknown config key '{key}' in {where}{hint}: use one of {', '.join(valid)}, "
+    choices = f"use one of {', '.join(valid)}" if valid else f"'{key.rsplit('.', 1)[0]}' takes no sub-keys here"
+    return (f"Unknown config key '{key}' in {where}{hint}: {choices}, "
             f"or write +{key}=VALUE on the command line to add a new key on purpose.")
 
 

@@ -3,6 +3,7 @@ import logging
 from typing import Any, Dict
 
 from ..errors import ConfigError
+from .adapter import AdapterRunner, is_adapter_config
 from .classification import TrainRunner
 from .encoder_weights import load_encoder_state, load_into_encoder
 from .registry import RUNNERS
@@ -14,6 +15,9 @@ LOGGER = logging.getLogger("plugin")
 @RUNNERS.register_module(name="finetune")
 class FinetuneRunner(TrainRunner):
     """Supervised training of ``cfg.model`` (``BaseCls``) whose encoder starts from ``pretrained_path``.
+
+    With ``model.NAME: GatedDualPathAdapter`` the class builds a
+    :class:`~plugin.engine.adapter.AdapterRunner` instead (CLIP2Point's fully supervised adapter).
 
     ``pretrained_path`` is a pre-training checkpoint (``encoder``), a supervised one (``model`` with
     ``encoder.*``) or a bare encoder state dict. Every encoder tensor must be in it (unexpected ones are
@@ -29,6 +33,12 @@ class FinetuneRunner(TrainRunner):
     """
 
     resume_mode = "finetune"
+
+    def __new__(cls, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
+        # model.NAME GatedDualPathAdapter: CLIP2Point's supervised adapter training, not an encoder fine-tune
+        if cls is FinetuneRunner and is_adapter_config(cfg):
+            return AdapterRunner(cfg, folder, state)
+        return super().__new__(cls)
 
     def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
         path = cfg.get("pretrained_path")

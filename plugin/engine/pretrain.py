@@ -1,40 +1,93 @@
-"""``pretrain`` mode: train a pretext model that returns ``(loss, logs)`` and export its encoder.
+"""``pretrain`` mode: train a pretext model that returns ``(loss, logs)`` and export what it pre-trained.
 
-Checkpoints hold, besides the resumable state, ``encoder`` (the encoder-only state dict, loadable
-into OpenPoints ``BaseCls.encoder``) and ``encoder_args``; the projection heads are dropped
-downstream. ``ckpt_best.pth`` follows the lowest mean training loss (pre-training has no labels).
+Checkpoints hold, besides the resumable state, the model's export: by default ``encoder`` (the
+encoder-only state dict, loadable into OpenPoints ``BaseCls.encoder``) and ``encoder_args``, the
+projection heads being dropped downstream; a model with an ``export_state()`` method supplies its own
+entries instead (CLIP2Point: ``depth_encoder`` and ``clip``).
+
+``ckpt_best.pth`` selection (``pretrain_select``):
+
+- ``loss``: the epoch with the lowest mean training loss (pre-training has no labels);
+- ``zeroshot``: the epoch with the highest zero-shot top-1 accuracy on ``dataset.val``, for models
+  with a ``zero_shot_validation(points, class_names) -> logits`` method. The validation objects are
+  never the test objects: a ``dataset.val`` that reads the test partition is refused, and one that
+  reads the train partition (``dataset.val.split: train``) holds out a seeded ``pretrain_holdout``
+  share of the train objects, which pre-training then skips;
+- ``auto`` (default): ``zeroshot`` when the model supports it and ``dataset.val`` is set, else ``loss``.
 """
 import logging
 from collections import defaultdict
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader, Subset
 
-from ..errors import BadInputError
+from ..errors import BadInputError, ConfigError
+from ..eval.zero_shot import topk_accuracy
 from . import builders
-from .batch import prepare_batch
+from .batch import check_points, prepare_batch
 from .classification import progress
 from .registry import RUNNERS
 from .run_folder import RunFolder
 from .runner import EpochRunner, count_parameters
 
 LOGGER = logging.getLogger("plugin")
+SELECTIONS = ("auto", "loss", "zeroshot")
+VALIDATION_SEED = 0  # fixes the validation pass's data draws, so every epoch is scored on the same inputs
 
 
 def build_pretext_optimizer(cfg: Dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
     """OpenPoints' optimizer for ``cfg.optimizer``, regrouped so image-side parameters use ``lr_image``.
 
-    OpenPoints' factory resolves the optimizer class and its defaults from ``optimizer.NAME``; the
-    frozen 2D backbone has no trainable parameters and is left out.
+    OpenPoints' factory resolves the optimizer class and its defaults from ``optimizer.NAME`` and
+    groups the parameters by weight decay (none for biases and 1-d parameters); each of its groups is
+    split into a point-side and an image-side part. Frozen parameters are left out.
     """
     base = builders.build_optimizer(cfg, model)
     image_side = {id(p) for p in getattr(model, "image_side_parameters", list)()}
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in trainable if id(p) not in image_side]}]
-    if image_side:
-        groups.append({"params": [p for p in trainable if id(p) in image_side],
-                       "lr": cfg.get("lr_image") or cfg.lr})
+    groups = []
+    for group in base.param_groups:
+        options = {k: v for k, v in group.items() if k != "params"}
+        point = [p for p in group["params"] if id(p) not in image_side]
+        image = [p for p in group["params"] if id(p) in image_side]
+        if point:
+            groups.append({**options, "params": point})
+        if image:
+            groups.append({**options, "params": image, "lr": cfg.get("lr_image") or cfg.lr})
     return type(base)(groups, **base.defaults)
+
+
+def holdout_indices(size: int, fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+    """A seeded split of ``range(size)`` into kept and held-out indices (both sorted).
+
+    Args:
+        size: number of objects.
+        fraction: share held out, in (0, 1); at least one object is held out and one kept.
+        seed: seed of the permutation.
+    """
+    if not 0 < fraction < 1:
+        raise ConfigError(f"pretrain_holdout is {fraction}: set it to a share in (0, 1), e.g. 0.1.")
+    held_count = max(1, int(round(fraction * size)))
+    if held_count >= size:
+        raise ConfigError(f"pretrain_holdout={fraction} of {size} train objects leaves none to pre-train on: "
+                          f"lower pretrain_holdout or use more objects.")
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[held_count:]), sorted(order[:held_count])
+
+
+def _subset_loader(loader: DataLoader, indices: Sequence[int], shuffle: bool) -> DataLoader:
+    """``loader`` over ``indices`` of its dataset, with its batch size, workers and collate function."""
+    return DataLoader(Subset(loader.dataset, list(indices)), batch_size=loader.batch_size, shuffle=shuffle,
+                      num_workers=loader.num_workers, collate_fn=loader.collate_fn, drop_last=loader.drop_last,
+                      worker_init_fn=loader.worker_init_fn, pin_memory=loader.pin_memory)
+
+
+def _base_dataset(dataset: Any) -> Any:
+    """The dataset under any ``Subset`` wrappers."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset
 
 
 @RUNNERS.register_module(name="pretrain")
@@ -42,7 +95,8 @@ class PretrainRunner(EpochRunner):
     """Pre-train ``model`` (a registered pretext model) on ``dataset``'s train split.
 
     Args:
-        cfg: the run config (``lr`` for the point branch, ``lr_image`` for image-side heads).
+        cfg: the run config (``lr`` for the point branch, ``lr_image`` for image-side heads,
+            ``pretrain_select``/``pretrain_holdout`` for the ``ckpt_best.pth`` selection).
         folder: the run folder (``resume`` passes the existing one).
         state: a checkpoint to continue from (``resume``).
     """
@@ -54,18 +108,94 @@ class PretrainRunner(EpochRunner):
         self.model = builders.build_model(cfg).to(self.device)
         self.optimizer = build_pretext_optimizer(cfg, self.model)
         self.scheduler = builders.build_scheduler(cfg, self.optimizer)
-        self.best_loss = float("inf")
+        self.selected_by = self._selection()
+        self.best_loss, self.best_val_top1, self.best_epoch = float("inf"), -1.0, 0
         if state is not None:
             self.restore(state)
             self.best_loss = state["best_loss"]
-        LOGGER.info(f"model {cfg.model.NAME}: {count_parameters(self.model) / 1e6:.3f}M trainable parameters")
+            self.best_val_top1 = state.get("best_val_top1", -1.0)
+            self.best_epoch = state.get("best_epoch", 0)
+        LOGGER.info(f"model {cfg.model.NAME}: {count_parameters(self.model) / 1e6:.3f}M trainable parameters; "
+                    f"ckpt_best.pth selected by {self.selected_by}")
+
+    def _selection(self) -> str:
+        """``loss`` or ``zeroshot``, from ``pretrain_select``, the model and ``dataset.val``."""
+        wanted = self.cfg.get("pretrain_select") or "auto"
+        if wanted not in SELECTIONS:
+            raise ConfigError(f"Unknown pretrain_select '{wanted}': set it to one of {', '.join(SELECTIONS)}.")
+        capable = callable(getattr(self.model, "zero_shot_validation", None))
+        has_val = bool(self.cfg.dataset.get("val"))
+        if wanted == "auto":
+            return "zeroshot" if capable and has_val else "loss"
+        if wanted == "zeroshot" and not capable:
+            raise ConfigError(f"Model {self.cfg.model.NAME} has no zero-shot validation: set pretrain_select=loss.")
+        if wanted == "zeroshot" and not has_val:
+            raise ConfigError("pretrain_select=zeroshot needs a validation split: set dataset.val (e.g. "
+                              "{split: train} to hold out pretrain_holdout of the train objects).")
+        return wanted
 
     def _state(self, epoch: int) -> Dict[str, Any]:
-        return self.checkpoint_state(epoch, encoder=self.model.encoder.state_dict(),
-                                     encoder_args=dict(self.cfg.model.encoder_args), best_loss=self.best_loss)
+        export = getattr(self.model, "export_state", None)
+        if callable(export):
+            entries = export()
+        else:
+            entries = {"encoder": self.model.encoder.state_dict(),
+                       "encoder_args": dict(self.cfg.model.encoder_args)}
+        return self.checkpoint_state(epoch, **entries, best_loss=self.best_loss, best_val_top1=self.best_val_top1,
+                                     best_epoch=self.best_epoch, selected_by=self.selected_by)
 
     def _batch(self, data: Dict[str, Any]) -> Dict[str, Any]:
         return prepare_batch(data, self.device, self.in_channels, feature_keys=self.cfg.get("feature_keys"))
+
+    def loaders(self) -> Tuple[DataLoader, Optional[DataLoader]]:
+        """The train loader and, for zero-shot selection, the validation loader (see the module docstring)."""
+        train = builders.build_dataloader(self.cfg, "train")
+        if self.selected_by != "zeroshot":
+            return train, None
+        val = builders.build_dataloader(self.cfg, "val", shuffle=False)
+        partition, train_partition = getattr(val.dataset, "split", None), getattr(train.dataset, "split", None)
+        if partition == "test":
+            raise ConfigError(f"dataset.val reads the test objects of {self.cfg.dataset.common.NAME}, and checkpoints "
+                              f"must not be selected on them: set dataset.val.split=train to validate on "
+                              f"pretrain_holdout of the train objects, held out from pre-training.")
+        if partition is not None and partition == train_partition:
+            if len(val.dataset) != len(train.dataset):
+                raise ConfigError(f"dataset.val lists {len(val.dataset)} objects but the train split "
+                                  f"{len(train.dataset)}: give dataset.val the train split's data_dir.")
+            keep, held = holdout_indices(len(train.dataset), float(self.cfg.get("pretrain_holdout") or 0.1),
+                                         int(self.cfg.get("seed") or 0))
+            LOGGER.info(f"zero-shot validation on {len(held)} train objects held out from pre-training "
+                        f"({len(keep)} left)")
+            return _subset_loader(train, keep, shuffle=True), _subset_loader(val, held, shuffle=False)
+        LOGGER.info(f"zero-shot validation on the {len(val.dataset)} objects of dataset.val")
+        return train, val
+
+    @torch.no_grad()
+    def validate(self, loader: DataLoader) -> float:
+        """Zero-shot top-1 accuracy (%) of the model on ``loader``, with fixed data draws."""
+        classes = list(getattr(_base_dataset(loader.dataset), "classes", None) or [])
+        if not classes:
+            raise ConfigError("The validation dataset has no class names for the zero-shot prompts: list them as "
+                              "'classes' in <data_dir>/meta.json (tools/render_views.py writes it), or set "
+                              "pretrain_select=loss.")
+        self.model.eval()
+        logits, labels = [], []
+        numpy_state = np.random.get_state()
+        with torch.random.fork_rng(devices=[]):   # the training RNG stream is left as it was
+            torch.manual_seed(VALIDATION_SEED)
+            np.random.seed(VALIDATION_SEED)
+            try:
+                for data in progress(loader, "zero-shot val"):
+                    pos = data["pos"].float().to(self.device)
+                    check_points(pos, "validation batch")
+                    logits.append(self.model.zero_shot_validation(pos, classes).cpu())
+                    labels.append(data["y"].reshape(-1).long())
+            finally:
+                np.random.set_state(numpy_state)
+                self.model.train()
+        if not logits:
+            raise ConfigError("The validation split is empty: set dataset.val to a split with objects.")
+        return topk_accuracy(torch.cat(logits), torch.cat(labels), (1,))[1]
 
     def train_epoch(self, loader, epoch: int) -> Dict[str, float]:
         """One pass over ``loader``; returns the mean of every logged figure."""
@@ -87,19 +217,36 @@ class PretrainRunner(EpochRunner):
             bar.set_postfix({k: f"{v / step:.3f}" for k, v in sums.items() if k.startswith("loss")})
         return {k: v / max(len(loader), 1) for k, v in sums.items()}
 
+    def _improved(self, epoch: int, means: Dict[str, float], val_loader: Optional[DataLoader]) -> bool:
+        """Whether ``epoch`` is the best so far by the selection criterion (updates the best figures)."""
+        loss = means.get("loss", float("inf"))
+        if val_loader is None:
+            better = loss < self.best_loss
+        else:
+            top1 = self.validate(val_loader)
+            means["val_top1"] = top1
+            better = top1 > self.best_val_top1
+            self.best_val_top1 = max(self.best_val_top1, top1)
+        self.best_loss = min(self.best_loss, loss)
+        if better:
+            self.best_epoch = epoch
+        return better
+
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
-        loader = builders.build_dataloader(cfg, "train")
+        loader, val_loader = self.loaders()
         self.scheduler.step(self.start_epoch - 1)
         means: Dict[str, float] = {}
         for epoch in range(self.start_epoch, cfg.epochs + 1):
             means = self.train_epoch(loader, epoch)
-            if means.get("loss", float("inf")) < self.best_loss:
-                self.best_loss = means["loss"]
+            if self._improved(epoch, means, val_loader):
                 self.folder.save_checkpoint(self._state(epoch), "ckpt_best.pth")
             self.scheduler.step(epoch)
             self.folder.save_checkpoint(self._state(epoch), "ckpt_latest.pth")
             LOGGER.info(f"epoch {epoch}/{cfg.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in means.items()))
-        return self.finish({"epochs": cfg.epochs, "best_loss": self.best_loss,
-                            **{f"last_{k}": v for k, v in means.items()},
+        metrics = {"epochs": cfg.epochs, "best_loss": self.best_loss, "selected_by": self.selected_by,
+                   "best_epoch": self.best_epoch}
+        if self.selected_by == "zeroshot":
+            metrics["best_val_top1"] = self.best_val_top1
+        return self.finish({**metrics, **{f"last_{k}": v for k, v in means.items()},
                             "encoder_checkpoint": self.folder.file("ckpt_best.pth")})

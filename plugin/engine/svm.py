@@ -14,7 +14,7 @@ from openpoints.models.build import MODELS
 
 from ..errors import ConfigError
 from ..eval import feature_cache, linear_probe, parse_pooling, pool_local
-from ..eval.linear_svm import check_search
+from ..eval.linear_svm import check_search, low_shot_probe
 from ..models import tap_features
 from . import builders
 from .batch import prepare_batch
@@ -105,6 +105,12 @@ class SVMRunner(Runner):
         result = linear_probe(*features["train"], *features["test"], cs=svm.cs, folds=svm.folds,
                               seed=cfg.get("seed") or 0)
         LOGGER.info("CV OA per C (train split): " + ", ".join(f"{c}: {s:.2f}" for c, s in result["cv_oa"].items()))
+        if (svm.get("low_shot") or {}).get("shots"):
+            result["low_shot"] = low_shot_probe(*features["train"], *features["test"], c=result["C"],
+                                                shots=svm.low_shot.get("shots"), draws=svm.low_shot.get("draws", 10),
+                                                seed=cfg.get("seed") or 0)
+            LOGGER.info("low-shot test OA (mean over draws): " + ", ".join(
+                f"{k}/class {r['oa_mean']:.2f} +- {r['oa_std']:.2f}" for k, r in result["low_shot"].items()))
         return self.finish(dict(result, load_path=cfg.get("load_path"), encoder_tensors_loaded=loaded,
                                 pooling=",".join(pooling), feature_dim=int(dims["train"][1]),
                                 train_samples=int(dims["train"][0]), test_samples=int(dims["test"][0]),

@@ -151,3 +151,54 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     """
     fitted, chosen_c, cv_scores = fit_linear_svm(train_x, train_y, cs, folds, seed)
     return dict(score(fitted, test_x, test_y), C=chosen_c, cv_oa={str(c): s for c, s in cv_scores.items()})
+
+
+def draw_per_class(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``per_class`` samples of every class of ``y`` (all of a smaller class), drawn without replacement.
+
+    Args:
+        y: labels (N,).
+        per_class: samples to keep per class, >= 1.
+        rng: the generator of the draw.
+    """
+    picks = [rng.choice(np.flatnonzero(y == c), size=min(per_class, int((y == c).sum())), replace=False)
+             for c in np.unique(y)]
+    return np.sort(np.concatenate(picks))
+
+
+def low_shot_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                   c: float, shots: Sequence[int], draws: int, seed: int = 0) -> Dict[str, Dict[str, float]]:
+    """Linear SVMs fitted on ``k`` training samples per class, scored on the whole test split.
+
+    Saturated benchmarks (a few easy classes) leave the full probe at ~100% for any encoder; with a
+    handful of samples per class the feature quality shows. ``C`` is fixed (the full probe's CV choice:
+    one sample per class allows no cross-validation), and every ``k`` is averaged over ``draws`` draws.
+
+    Args:
+        train_x, train_y: training features (N,C) and labels (N,).
+        test_x, test_y: test features (M,C) and labels (M,).
+        c: the SVM's ``C``.
+        shots: the values of ``k``, each >= 1.
+        draws: random draws per ``k``, >= 1.
+        seed: seeds the draws (draw ``i`` of every ``k`` uses ``seed + i``) and the solver.
+
+    Returns:
+        ``{str(k): {"oa_mean", "oa_std", "macc_mean", "draws"}}`` in percent.
+    """
+    if not shots or min(int(k) for k in shots) < 1 or int(draws) < 1:
+        raise ConfigError(f"svm.low_shot needs shots >= 1 and draws >= 1, got shots={list(shots or [])} and "
+                          f"draws={draws}: e.g. svm.low_shot.shots=[1,5] svm.low_shot.draws=10.")
+    x, y = check_features(train_x, train_y, "training")
+    out = {}
+    for k in shots:
+        scores = []
+        for i in range(int(draws)):
+            rows = draw_per_class(y, int(k), np.random.default_rng(seed + i))
+            svm = Pipeline([("scale", StandardScaler()), ("svm", LinearSVC(C=c, max_iter=MAX_ITER, random_state=seed))])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                scores.append(score(svm.fit(x[rows], y[rows]), test_x, test_y))
+        oa, macc = np.array([s["oa"] for s in scores]), np.array([s["macc"] for s in scores])
+        out[str(int(k))] = {"oa_mean": float(oa.mean()), "oa_std": float(oa.std()), "macc_mean": float(macc.mean()),
+                            "draws": int(draws)}
+    return out

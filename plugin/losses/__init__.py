@@ -1,4 +1,5 @@
 """Contrastive losses (registered in OpenPoints ``LOSS``)."""
 from .info_nce import PointPictureInfoNCE, global_info_nce, local_info_nce
+from .nt_xent import SigmaBalancedLoss, nt_xent
 
-__all__ = ["PointPictureInfoNCE", "local_info_nce", "global_info_nce"]
+__all__ = ["PointPictureInfoNCE", "SigmaBalancedLoss", "local_info_nce", "global_info_nce", "nt_xent"]

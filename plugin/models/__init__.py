@@ -1,5 +1,7 @@
 """Pretext models, heads and encoder feature taps (registered in OpenPoints ``MODELS``)."""
+from .clip2point import CLIP2Point
 from .feature_taps import FEATURE_TAPS, register_tap, tap_features
+from .gdpa import GatedDualPathAdapter
 from .pic_at_point import PicAtPoint
 
-__all__ = ["FEATURE_TAPS", "PicAtPoint", "register_tap", "tap_features"]
+__all__ = ["CLIP2Point", "FEATURE_TAPS", "GatedDualPathAdapter", "PicAtPoint", "register_tap", "tap_features"]

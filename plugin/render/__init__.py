@@ -1,19 +1,27 @@
-"""Cameras, view sets, point-to-pixel mapping and the point renderer (pure geometry, no nn.Module).
+"""Cameras, view sets, point-to-pixel mapping, the point renderer and CLIP2Point's depth renderer.
 
 The camera convention is stated once, in :mod:`plugin.render.cameras`.
 """
 from .cameras import compensate_rotation, look_at, perspective, project, rotation_of
+from .depth_renderer import DepthMaps, DepthRenderer, depth_to_image, project_to_pixels, render_depth
 from .mapping import points_to_cells
 from .point_renderer import render_points, save_png
 from .view_sets import (
+    DISTANCE_JITTER,
     dodecahedron_views,
     orthogonal_and_corner_views,
     orthogonal_views,
+    sample_distance_scales,
+    scale_camera_distance,
     views_from_directions,
 )
 
 __all__ = [
+    "DISTANCE_JITTER",
+    "DepthMaps",
+    "DepthRenderer",
     "compensate_rotation",
+    "depth_to_image",
     "dodecahedron_views",
     "look_at",
     "orthogonal_and_corner_views",
@@ -21,8 +29,12 @@ __all__ = [
     "perspective",
     "points_to_cells",
     "project",
+    "project_to_pixels",
+    "render_depth",
     "render_points",
     "rotation_of",
+    "sample_distance_scales",
     "save_png",
+    "scale_camera_distance",
     "views_from_directions",
 ]

@@ -17,9 +17,12 @@ from torch import Tensor
 from .cameras import look_at, perspective
 
 __all__ = [
+    "DISTANCE_JITTER",
     "dodecahedron_views",
     "orthogonal_and_corner_views",
     "orthogonal_views",
+    "sample_distance_scales",
+    "scale_camera_distance",
     "views_from_directions",
 ]
 
@@ -27,6 +30,7 @@ DEFAULT_DISTANCE = 2.2
 DEFAULT_FOV_DEG = 60.0
 DEFAULT_NEAR = 0.1
 DEFAULT_FAR = 10.0
+DISTANCE_JITTER = (0.9, 1.1)  # CLIP2Point's random camera-distance scales during pre-training
 
 _WORLD_UP = (0.0, 1.0, 0.0)
 _FALLBACK_UP = (0.0, 0.0, -1.0)
@@ -141,3 +145,55 @@ def orthogonal_and_corner_views(
         ``(view, proj)``, each (10, 4, 4) float32: :func:`orthogonal_views` first.
     """
     return _float32_views(_ORTHOGONAL + _UPPER_CORNERS, distance, fov_deg, near, far)
+
+
+def scale_camera_distance(view: Tensor, scale: float | Tensor) -> Tensor:
+    """Move cameras along the ray from the world origin through them, scaling their distance.
+
+    A camera at position ``c`` has ``view = [[R, t], [0, 1]]`` with ``t = -R c``, so scaling
+    ``t`` by ``s`` puts the camera at ``s c``: same direction from the origin and rotation,
+    distance ``s |c|``. For the cameras of this module (looking at the origin) it keeps them
+    looking at the origin.
+
+    Args:
+        view: (..., 4, 4) world-to-camera matrices.
+        scale: positive factor; a float or a tensor broadcast against ``view.shape[:-2]``
+            (e.g. (B, 1) against (B, V, 4, 4) views for one scale per cloud).
+
+    Returns:
+        (..., 4, 4) views (broadcast shape) with the translation column scaled.
+    """
+    scale = torch.as_tensor(scale, dtype=view.dtype, device=view.device)
+    if not bool((scale > 0).all()):
+        raise ValueError("`scale` must be positive; pass camera-distance factors > 0.")
+    batch = torch.broadcast_shapes(view.shape[:-2], scale.shape)
+    out = view.expand(*batch, 4, 4).clone()
+    out[..., :3, 3] = out[..., :3, 3] * scale.unsqueeze(-1)
+    return out
+
+
+def sample_distance_scales(
+    batch: int, generator: torch.Generator | None = None, low: float = DISTANCE_JITTER[0],
+    high: float = DISTANCE_JITTER[1], device: torch.device | str | None = None,
+) -> Tensor:
+    """Random camera-distance factors, one per cloud, uniform in ``[low, high)``.
+
+    Args:
+        batch: number of factors B, >= 0.
+        generator: random generator (on ``device``); None uses torch's global one.
+        low: smallest factor, > 0.
+        high: bound of the factors, > ``low`` (never returned).
+        device: device of the result.
+
+    Returns:
+        (B,) float32 factors for :func:`scale_camera_distance`.
+    """
+    if not 0 < low < high:
+        raise ValueError(f"need 0 < low < high, got low={low} and high={high}; fix the range.")
+    u = torch.rand(batch, generator=generator, dtype=torch.float64, device=device)
+    scales = (low + (high - low) * u).float()
+    # float32 rounding may reach `high`; clamp to the largest float32 below it (half-open).
+    top = torch.tensor(high, dtype=torch.float32)
+    if top.item() >= high:
+        top = torch.nextafter(top, torch.tensor(low, dtype=torch.float32))
+    return scales.clamp_max(top.item())

@@ -135,3 +135,14 @@ def test_random_init_probe_on_real_modelnet(modelnet_dir, tmp_path, main):
     metrics = json.loads((only_run(tmp_path) / "metrics.json").read_text())
     assert metrics["train_samples"] == 905 and metrics["test_samples"] == 170
     assert metrics["oa"] > 100 * 100 / 170 + 15, metrics   # airplane: 100 of the 170 test shapes
+
+
+def test_low_shot_figures_reuse_the_full_probes_c(baseline, tiny_modelnet, tmp_path, main):
+    args = svm_args(tiny_modelnet, tmp_path, f"svm.feature_cache={baseline}", "svm.low_shot.shots=[1,2]",
+                    "svm.low_shot.draws=2")
+    assert main(args) == 0
+    run = only_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["low_shot"]) == {"1", "2"} and all(0 <= r["oa_mean"] <= 100 for r in metrics["low_shot"].values())
+    assert metrics["C"] == json.loads((baseline / "metrics.json").read_text())["C"]
+    assert "low-shot test OA" in (run / "log.txt").read_text()

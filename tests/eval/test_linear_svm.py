@@ -102,3 +102,44 @@ def test_scoring_checks_the_feature_width():
         score(fitted, x[:, :3], y)
     with pytest.raises(BadInputError, match="evaluation features hold NaN"):
         score(fitted, np.full_like(x, np.nan), y)
+
+
+def test_draw_per_class_keeps_k_of_each_class_and_all_of_a_smaller_one():
+    from plugin.eval.linear_svm import draw_per_class
+
+    y = np.array([0] * 10 + [1] * 3 + [2] * 6)
+    rows = draw_per_class(y, 4, np.random.default_rng(0))
+    assert np.bincount(y[rows]).tolist() == [4, 3, 4] and len(set(rows)) == len(rows)
+    assert np.array_equal(rows, draw_per_class(y, 4, np.random.default_rng(0)))       # seeded
+    assert not np.array_equal(rows, draw_per_class(y, 4, np.random.default_rng(1)))
+
+
+def test_low_shot_probe_matches_hand_fitted_svms_and_separates_good_from_bad_features():
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    from plugin.eval.linear_svm import draw_per_class, low_shot_probe
+
+    train_x, train_y = blobs(30, 0.3, seed=0)
+    test_x, test_y = blobs(20, 0.3, seed=1)
+    result = low_shot_probe(train_x, train_y, test_x, test_y, c=0.1, shots=[1, 5], draws=3, seed=7)
+    assert set(result) == {"1", "5"} and result["5"]["draws"] == 3
+    expected = []
+    for i in range(3):                                  # draw i uses seed + i
+        rows = draw_per_class(train_y, 5, np.random.default_rng(7 + i))
+        scaler = StandardScaler().fit(train_x[rows])
+        svm = LinearSVC(C=0.1, max_iter=20000, random_state=7).fit(scaler.transform(train_x[rows]), train_y[rows])
+        expected.append(100 * np.mean(svm.predict(scaler.transform(test_x)) == test_y))
+    assert result["5"]["oa_mean"] == pytest.approx(np.mean(expected)) and result["5"]["oa_std"] == pytest.approx(np.std(expected))
+    noise = np.random.default_rng(2).normal(size=train_x.shape)                    # label-free features
+    bad = low_shot_probe(noise, train_y, np.random.default_rng(3).normal(size=test_x.shape), test_y,
+                         c=0.1, shots=[5], draws=3)
+    assert result["5"]["oa_mean"] > 90 and bad["5"]["oa_mean"] < 60
+
+
+def test_low_shot_probe_rejects_bad_settings():
+    from plugin.eval.linear_svm import low_shot_probe
+
+    x, y = blobs(5, 0.1, seed=0)
+    with pytest.raises(ConfigError, match="svm.low_shot needs shots >= 1"):
+        low_shot_probe(x, y, x, y, c=1.0, shots=[0], draws=2)

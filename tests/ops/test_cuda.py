@@ -92,3 +92,16 @@ def test_runs_on_current_device_and_stream(ext, gen):
     stream.synchronize()
     assert idx.device == xyz.device
     assert torch.equal(idx.cpu(), ops.furthest_point_sample(xyz.cpu(), 50))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("footprint", [1, 2, 3, 4, 7])
+def test_splat_weighted_depth_matches_cpu(ext, gen, dtype, footprint):
+    col = torch.rand(4, 20000, generator=gen, dtype=torch.float64) * 52 - 2
+    row = torch.rand(4, 20000, generator=gen, dtype=torch.float64) * 68 - 2
+    depth = torch.randint(-1, 9, (4, 20000), generator=gen).double() / 4  # ties, some behind
+    pixels = torch.stack([col, row, depth], dim=-1).to(dtype)
+    pixels[1, :, :2] = 10.5  # every point on one pixel: maximal atomicAdd contention
+    cpu, gpu = _both(ops.splat_weighted_depth, pixels, 64, 48, footprint)
+    assert torch.equal(cpu[1], gpu[1])  # nearest point, ties to the lowest index
+    torch.testing.assert_close(gpu[0], cpu[0], rtol=1e-6, atol=0)  # float64 sums, any order

@@ -114,9 +114,11 @@ def test_half_precision_is_computed_in_float32(backend, gen):
     assert all(torch.equal(g, w) for g, w in zip(got, want))
 
 
+@pytest.mark.parametrize("clouds", [1, 3])
 @pytest.mark.parametrize("threads", [1, 3, 8])
-def test_cpu_kernel_is_independent_of_thread_count(ext, gen, threads):
-    pixels = _random_pixels(gen, 1, 500, 13, 11, torch.float32)  # one cloud: split in bands
+def test_cpu_kernel_is_independent_of_thread_count(ext, gen, clouds, threads):
+    # Fewer clouds than threads: images split into bands of rows (13 rows: a shorter last band).
+    pixels = _random_pixels(gen, clouds, 500, 13, 11, torch.float32)
     want = reference.rasterize_points(pixels, 13, 11, 3)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ the differentiable wrappers live in :mod:`pointnet2_ops.pointnet2_utils`.
 Dtypes: float32 and float64 are computed natively; float16/bfloat16 are computed in float32.
 Feature-valued results (gather, group, interpolate and their backwards) are returned in the
 features' input dtype, distances in the compute dtype, indices as int32 (the rasteriser's
-pixel-to-point index map is int64 and its z-buffer float32). Index arguments may
+pixel-to-point index maps are int64 and their depth maps float32). Index arguments may
 be int32 or int64 and must lie in ``[0, N)`` (the CPU kernels raise IndexError otherwise; the
 CUDA kernels do not check).
 
@@ -36,6 +36,7 @@ __all__ = [
     "three_interpolate_backward",
     "knn",
     "rasterize_points",
+    "splat_weighted_depth",
 ]
 
 
@@ -312,3 +313,34 @@ def rasterize_points(
     footprint = _checks.count("footprint", footprint)
     pixels = pixels.to(_compute_dtype(pixels))
     return tuple(kernels_for(pixels).rasterize_points(pixels, height, width, footprint))
+
+
+@torch.no_grad()
+def splat_weighted_depth(
+    pixels: Tensor, height: int, width: int, footprint: int
+) -> tuple[Tensor, Tensor]:
+    """Inverse-depth-weighted depth splatting (PointCLIP's projection, CLIP2Point Eq. 8).
+
+    Points cover pixels exactly as in :func:`rasterize_points` (same footprint squares, same
+    float32-rounded depths, same invisible points). Each covered pixel gets
+    ``sum_i w_i z_i / sum_i w_i`` with ``w_i = 1 / z_i`` over its covering points i, summed in
+    float64 and rounded to float32 (the order of the sums is unspecified on CUDA, so backends
+    agree to float32 rounding, not bit for bit).
+
+    Args:
+        pixels: (B, N, 3) ``[col, row, depth]`` per point, as for :func:`rasterize_points`.
+        height: image height H in pixels, >= 1.
+        width: image width W in pixels, >= 1.
+        footprint: side of the square each point covers, >= 1.
+
+    Returns:
+        ``(value, index)``: (B, H, W) float32 weighted depths (+inf where empty) and (B, H, W)
+        int64 indices of the nearest covering point (-1 where empty), equal to the ``index``
+        of :func:`rasterize_points`.
+    """
+    pixels = _checks.coords("pixels", pixels)
+    height = _checks.count("height", height)
+    width = _checks.count("width", width)
+    footprint = _checks.count("footprint", footprint)
+    pixels = pixels.to(_compute_dtype(pixels))
+    return tuple(kernels_for(pixels).splat_weighted_depth(pixels, height, width, footprint))

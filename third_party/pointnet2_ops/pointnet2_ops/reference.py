@@ -6,7 +6,8 @@ contiguous float32/float64 tensors of one dtype and int32/int64 indices. Squared
 evaluated as ``(dx*dx + dy*dy) + dz*dz``, the order the kernels use, so index results (FPS,
 ball query, three_nn, knn) agree bit for bit. Everything is vectorised over points; only FPS
 loops, over its sequential sampling steps. The rasteriser resolves each pixel with
-``scatter_reduce`` (amin) on 64-bit keys ``depth bits << 32 | point index``.
+``scatter_reduce`` (amin) on 64-bit keys ``depth bits << 32 | point index``; the weighted
+splatter sums with ``scatter_add`` in float64.
 """
 
 from __future__ import annotations
@@ -140,11 +141,15 @@ def _covered(coord: Tensor, footprint: int, size: int) -> tuple[Tensor, Tensor]:
     return torch.where(valid, pix, 0).long(), valid
 
 
-def rasterize_points(
+def _footprint_targets(
     pixels: Tensor, height: int, width: int, footprint: int
-) -> tuple[Tensor, Tensor]:
-    """Z-buffer splatting; see :func:`pointnet2_ops.ops.rasterize_points`."""
-    b, n, _ = pixels.shape
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Flat pixel targets of every point's footprint, and the points' float32 depths.
+
+    Returns ``(target, ok, depth)``: (B, N, f, f) pixel indices ``row * width + col`` (entries
+    outside the image or of invisible points point at the spare slot ``height * width``), the
+    matching (B, N, f, f) validity mask, and the (B, N) depths rounded to float32.
+    """
     col, row, depth = pixels.unbind(-1)
     depth = depth.float()  # depths compare as float32, like the kernels
     visible = (depth > 0) & (depth < float("inf"))
@@ -153,12 +158,22 @@ def rasterize_points(
     target = rows.unsqueeze(-1) * width + cols.unsqueeze(-2)  # (B, N, f, f)
     ok = visible[..., None, None] & row_ok.unsqueeze(-1) & col_ok.unsqueeze(-2)
     spare = height * width  # uncovered entries land in a spare slot past the image
-    target = torch.where(ok, target, spare).reshape(b, -1)
+    return torch.where(ok, target, spare), ok, depth
+
+
+def rasterize_points(
+    pixels: Tensor, height: int, width: int, footprint: int
+) -> tuple[Tensor, Tensor]:
+    """Z-buffer splatting; see :func:`pointnet2_ops.ops.rasterize_points`."""
+    b, n, _ = pixels.shape
+    target, _, depth = _footprint_targets(pixels, height, width, footprint)
+    target = target.reshape(b, -1)
     # Positive float32 depths order like their bit patterns, so the key orders (depth, index).
     point_ids = torch.arange(n, device=pixels.device)
     keys = (depth.view(torch.int32).long() << 32) | point_ids
     keys = keys[..., None, None].expand(-1, -1, footprint, footprint).reshape(b, -1)
     empty = torch.iinfo(torch.int64).max
+    spare = height * width
     best = torch.full((b, spare + 1), empty, dtype=torch.int64, device=pixels.device)
     best.scatter_reduce_(1, target, keys, reduce="amin")
     best = best[:, :spare].view(b, height, width)
@@ -167,3 +182,21 @@ def rasterize_points(
     zbuf = torch.where(hit, zbuf, float("inf"))
     index = torch.where(hit, best & 0xFFFFFFFF, -1)
     return zbuf, index
+
+
+def splat_weighted_depth(
+    pixels: Tensor, height: int, width: int, footprint: int
+) -> tuple[Tensor, Tensor]:
+    """Inverse-depth-weighted splatting; see :func:`pointnet2_ops.ops.splat_weighted_depth`."""
+    b = pixels.shape[0]
+    _, index = rasterize_points(pixels, height, width, footprint)
+    target, ok, depth = _footprint_targets(pixels, height, width, footprint)
+    z = depth.double()[..., None, None].expand_as(ok)
+    w = torch.where(ok, 1 / z, 0)  # w_i = 1 / z_i (CLIP2Point Eq. 8); 0 for invisible entries
+    spare = height * width
+    sums = pixels.new_zeros(2, b, spare + 1, dtype=torch.float64)
+    sums[0].scatter_add_(1, target.reshape(b, -1), (w * torch.where(ok, z, 0)).reshape(b, -1))
+    sums[1].scatter_add_(1, target.reshape(b, -1), w.reshape(b, -1))
+    num, den = sums[:, :, :spare].view(2, b, height, width)
+    value = torch.where(index >= 0, (num / den).float(), float("inf"))
+    return value, index

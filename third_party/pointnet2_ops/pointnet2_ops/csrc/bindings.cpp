@@ -85,6 +85,11 @@ std::tuple<at::Tensor, at::Tensor> rasterize_points(const at::Tensor& pixels, in
   return DISPATCH(rasterize_points, pixels, pixels, height, width, footprint);
 }
 
+std::tuple<at::Tensor, at::Tensor> splat_weighted_depth(const at::Tensor& pixels, int64_t height,
+                                                        int64_t width, int64_t footprint) {
+  return DISPATCH(splat_weighted_depth, pixels, pixels, height, width, footprint);
+}
+
 #undef DISPATCH
 
 }  // namespace
@@ -119,4 +124,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rasterize_points", &p::rasterize_points, nogil,
         "pixels (B,N,3) [col, row, depth], height, width, footprint -> "
         "(zbuf (B,H,W) float32, index (B,H,W) int64)");
+  m.def("splat_weighted_depth", &p::splat_weighted_depth, nogil,
+        "pixels (B,N,3) [col, row, depth], height, width, footprint -> "
+        "(value (B,H,W) float32 inverse-depth-weighted depth, index (B,H,W) int64)");
 }

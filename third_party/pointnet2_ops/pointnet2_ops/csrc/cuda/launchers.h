@@ -63,4 +63,10 @@ void launch_rasterize_points(const scalar_t* pixels, int64_t* index, float* zbuf
                              int64_t n, int64_t height, int64_t width, int64_t footprint,
                              cudaStream_t stream);
 
+// pixels (B, N, 3); index (B, H, W) filled with -1, value (B, H, W), sums (2, B, H, W) zeroed.
+template <typename scalar_t>
+void launch_splat_weighted_depth(const scalar_t* pixels, int64_t* index, float* value,
+                                 double* sums, int64_t b, int64_t n, int64_t height,
+                                 int64_t width, int64_t footprint, cudaStream_t stream);
+
 }  // namespace pointnet2_ops::cuda

@@ -1,5 +1,8 @@
-// CUDA point rasteriser: each point covers a footprint x footprint pixel square; every pixel
-// keeps the nearest covering point (minimum float32 depth, ties to the lower point index).
+// CUDA point rasterisers: each point covers a footprint x footprint pixel square.
+//   rasterize_points:     every pixel keeps the nearest covering point (minimum float32 depth,
+//                         ties to the lower point index).
+//   splat_weighted_depth: every pixel gets sum_i w_i z_i / sum_i w_i, w_i = 1 / z_i, over its
+//                         covering points (float64 atomicAdd sums), plus rasterize_points' index.
 //
 // A pixel's winner is the minimum of the 64-bit keys (depth bits << 32 | point index): positive
 // floats order like their bit patterns as uint32, so one atomicMin resolves depth and ties.
@@ -50,6 +53,42 @@ __global__ void resolve_kernel(unsigned long long* keys, float* __restrict__ zbu
   keys[pix] = key & 0xffffffffull;
 }
 
+// One thread per point: adds w z and w (w = 1 / z) to every covered pixel of the (B, H, W)
+// sums `num` and `den` (CLIP2Point Eq. 8).
+template <typename scalar_t>
+__global__ void weight_kernel(const scalar_t* __restrict__ pixels, double* num, double* den,
+                              int64_t n, int64_t height, int64_t width, int64_t footprint,
+                              int64_t total) {
+  const int64_t q = thread_index();
+  if (q >= total) return;
+  const scalar_t* p = pixels + 3 * q;
+  float depth;
+  PixelSpan rows, cols;
+  if (!visible_depth(p[2], &depth) || !footprint_span(p[1], footprint, height, &rows) ||
+      !footprint_span(p[0], footprint, width, &cols)) {
+    return;
+  }
+  const double z = depth, w = 1.0 / z;
+  const double wz = w * z;
+  const int64_t image = (q / n) * height * width;
+  for (int64_t r = rows.lo; r <= rows.hi; ++r) {
+    for (int64_t c = cols.lo; c <= cols.hi; ++c) {
+      atomicAdd(num + image + r * width + c, wz);
+      atomicAdd(den + image + r * width + c, w);
+    }
+  }
+}
+
+// One thread per pixel: the weighted depth where a point covers the pixel, +inf elsewhere.
+__global__ void weighted_value_kernel(const int64_t* __restrict__ index,
+                                      const double* __restrict__ num,
+                                      const double* __restrict__ den, float* __restrict__ value,
+                                      int64_t total) {
+  const int64_t pix = thread_index();
+  if (pix >= total) return;
+  value[pix] = index[pix] >= 0 ? static_cast<float>(num[pix] / den[pix]) : INFINITY;
+}
+
 }  // namespace
 
 template <typename scalar_t>
@@ -71,9 +110,32 @@ void launch_rasterize_points(const scalar_t* pixels, int64_t* index, float* zbuf
   }
 }
 
+template <typename scalar_t>
+void launch_splat_weighted_depth(const scalar_t* pixels, int64_t* index, float* value,
+                                 double* sums, int64_t b, int64_t n, int64_t height,
+                                 int64_t width, int64_t footprint, cudaStream_t stream) {
+  // The nearest points' indices (and, in `value` as scratch, their depths) first.
+  launch_rasterize_points(pixels, index, value, b, n, height, width, footprint, stream);
+  const int64_t points = b * n, image_pixels = b * height * width;
+  double* num = sums;
+  double* den = sums + image_pixels;
+  if (points > 0) {
+    weight_kernel<scalar_t><<<blocks_for(points), kThreads, 0, stream>>>(
+        pixels, num, den, n, height, width, footprint, points);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  if (image_pixels > 0) {
+    weighted_value_kernel<<<blocks_for(image_pixels), kThreads, 0, stream>>>(index, num, den,
+                                                                            value, image_pixels);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+}
+
 #define INSTANTIATE(T)                                                                         \
   template void launch_rasterize_points<T>(const T*, int64_t*, float*, int64_t, int64_t,       \
-                                           int64_t, int64_t, int64_t, cudaStream_t);
+                                           int64_t, int64_t, int64_t, cudaStream_t);           \
+  template void launch_splat_weighted_depth<T>(const T*, int64_t*, float*, double*, int64_t,   \
+                                               int64_t, int64_t, int64_t, int64_t, cudaStream_t);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE

@@ -1,0 +1,23 @@
+"""CLIP toolkit: open_clip models loaded offline, prompt templates and cached text classifiers.
+
+Importing this package registers the open_clip model configs in ``model_configs/`` (``tiny-clip-test``:
+a 1.6M-parameter CLIP with 32 px input that tests build with random weights).
+"""
+from pathlib import Path
+
+import open_clip
+
+MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"
+TINY_CLIP = "tiny-clip-test"
+if TINY_CLIP not in open_clip.list_models():
+    open_clip.add_model_config(MODEL_CONFIGS)
+
+from .encoders import (DEPTH_ENCODER_KEY, ClipModel, depth_encoder_state, load_clip, load_clip_from_cfg,  # noqa: E402
+                       load_depth_encoder, text_tower_fingerprint, trainable_visual_copy)
+from .prompts import TEMPLATES, class_text, format_prompts, resolve_templates  # noqa: E402
+from .text_features import encode_prompts, text_cache_key, text_classifier  # noqa: E402
+
+__all__ = ["DEPTH_ENCODER_KEY", "TEMPLATES", "TINY_CLIP", "ClipModel", "class_text", "depth_encoder_state",
+           "encode_prompts", "format_prompts", "load_clip", "load_clip_from_cfg", "load_depth_encoder",
+           "resolve_templates", "text_cache_key", "text_classifier", "text_tower_fingerprint",
+           "trainable_visual_copy"]

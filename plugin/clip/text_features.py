@@ -1,0 +1,100 @@
+"""CLIP text classifiers: one L2-normalised embedding per class, averaged over a prompt ensemble, cached on disk.
+
+The cache file name is a digest of the model name, a fingerprint of the text tower's weights, the
+class names and the templates, so a different checkpoint, random initialisation, class list or
+template set never reads stale features. Files are written atomically.
+"""
+import hashlib
+import json
+import logging
+import os
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .encoders import ClipModel
+from .prompts import check_templates, format_prompts
+
+LOGGER = logging.getLogger("plugin")
+CACHE_VERSION = 1
+
+
+def text_cache_key(clip: ClipModel, class_names: Sequence[str], templates: Sequence[str]) -> str:
+    """Digest of everything the text classifier depends on.
+
+    Args:
+        clip: the loaded CLIP (its name and text-tower fingerprint enter the key).
+        class_names: the class names, in label order.
+        templates: the prompt templates.
+    """
+    payload = json.dumps({"version": CACHE_VERSION, "model": clip.name, "text_tower": clip.text_fingerprint(),
+                          "classes": list(class_names), "templates": list(templates)})
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _load_cached(path: str, key: str) -> Optional[torch.Tensor]:
+    """The features of ``path`` if it exists and was written for ``key``."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a corrupt or foreign file is recomputed, never trusted
+        LOGGER.warning(f"text feature cache {path} is unreadable: recomputing")
+        return None
+    if not isinstance(state, dict) or state.get("key") != key or not torch.is_tensor(state.get("features")):
+        return None
+    return state["features"]
+
+
+@torch.no_grad()
+def encode_prompts(clip: ClipModel, prompts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """L2-normalised text embeddings (T, D) of ``prompts``, in batches.
+
+    Args:
+        clip: the loaded CLIP.
+        prompts: the sentences.
+        batch_size: prompts per forward pass.
+    """
+    device, chunks = clip.device, []
+    for start in range(0, len(prompts), batch_size):
+        tokens = clip.tokenizer(list(prompts[start:start + batch_size])).to(device)
+        chunks.append(F.normalize(clip.model.encode_text(tokens).float(), dim=-1))
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def text_classifier(clip: ClipModel, class_names: Sequence[str], templates: Sequence[str],
+                    cache_dir: Optional[str] = None, batch_size: int = 256) -> torch.Tensor:
+    """Text features (C, D), L2-normalised, on the model's device: the class embeddings of a prompt ensemble.
+
+    Per class: normalise each template's embedding, average over templates, normalise again (CLIP's
+    prompt ensembling).
+
+    Args:
+        clip: the loaded CLIP.
+        class_names: C names in label order (underscores become spaces in the prompts).
+        templates: prompt templates with one ``{}`` each.
+        cache_dir: folder of cached classifiers; None: no cache.
+        batch_size: prompts per forward pass.
+    """
+    templates = check_templates(templates, "the templates")
+    class_names = [str(name) for name in class_names]
+    path = key = None
+    if cache_dir:
+        key = text_cache_key(clip, class_names, templates)
+        path = os.path.join(cache_dir, f"clip_text_{key}.pt")
+        cached = _load_cached(path, key)
+        if cached is not None:
+            LOGGER.info(f"text features: reusing {path}")
+            return cached.to(clip.device)
+    prompts = [prompt for name in class_names for prompt in format_prompts(name, templates)]
+    per_prompt = encode_prompts(clip, prompts, batch_size).view(len(class_names), len(templates), -1)
+    features = F.normalize(per_prompt.mean(dim=1), dim=-1)
+    if path:
+        from ..engine import atomic_io  # here, not at the top: plugin.engine's zeroshot mode imports this module
+
+        atomic_io.save_torch({"key": key, "features": features.cpu(), "model": clip.name, "weights": clip.weights,
+                              "classes": class_names, "templates": templates}, path)
+        LOGGER.info(f"text features: {len(class_names)} classes x {len(templates)} templates -> {path}")
+    return features

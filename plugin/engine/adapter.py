@@ -1,0 +1,388 @@
+"""``fewshot`` mode and the GDPA branch of ``finetune``: train CLIP2Point's Gated Dual-Path Adapter.
+
+Both encoders (CLIP's visual tower and the pre-trained depth encoder) are frozen and every cloud is
+rendered from the same fixed views, so the per-view features of each split are computed once
+(:func:`extract_path_features`) and the adapter trains on them for all epochs. ``mode=fewshot``
+trains on K clouds per class of the train split (:func:`fewshot_indices`); ``mode=finetune`` with
+``model.NAME: GatedDualPathAdapter`` trains on the whole train split (fully supervised).
+"""
+import copy
+import logging
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from openpoints.models import build_model_from_cfg
+from openpoints.utils import EasyConfig
+from torch import nn
+
+from ..clip import ClipModel, load_clip_from_cfg, load_depth_encoder, resolve_templates, text_classifier
+from ..errors import BadInputError, ConfigError, WeightsNotFoundError
+from ..eval import zero_shot_metrics
+from ..eval.zero_shot import topk_accuracy
+from ..render import DepthRenderer
+from . import atomic_io, builders
+from .batch import prepare_batch
+from .classification import progress
+from .registry import RUNNERS
+from .run_folder import RunFolder, load_checkpoint
+from .runner import EpochRunner, count_parameters
+from .svm import probe_loader
+from .zeroshot import build_depth_renderer, class_names_of
+
+LOGGER = logging.getLogger("plugin")
+ADAPTER_NAME = "GatedDualPathAdapter"
+# keys of model that configure the runner (CLIP, renderer, text head), not the adapter's constructor
+RUNNER_MODEL_KEYS = ("clip", "render", "templates", "text_cache", "class_names")
+SPLIT_FILE = "fewshot_split.json"
+
+
+def is_adapter_config(cfg: Mapping[str, Any]) -> bool:
+    """Whether ``cfg.model`` is the Gated Dual-Path Adapter (``finetune`` then runs :class:`AdapterRunner`)."""
+    model = cfg.get("model") or {}
+    return isinstance(model, Mapping) and model.get("NAME") == ADAPTER_NAME
+
+
+def fewshot_indices(labels: np.ndarray, shots: int, seed: int,
+                    num_classes: Optional[int] = None) -> Tuple[np.ndarray, Dict[int, int]]:
+    """K = ``shots`` sample indices per class, drawn without replacement; classes with fewer use all they have.
+
+    Args:
+        labels: (S,) integer class of every sample of the split.
+        shots: K, samples per class.
+        seed: seed of the draw (the same seed and labels give the same indices).
+        num_classes: the number of classes, so that classes without any sample are reported too.
+
+    Returns:
+        The chosen indices (sorted) and ``{label: available}`` for every class with fewer than K samples.
+    """
+    if int(shots) < 1:
+        raise ConfigError(f"fewshot.shots is {shots}: set it to a positive number of samples per class, e.g. 16.")
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    rng = np.random.default_rng(int(seed))
+    classes = range(int(num_classes)) if num_classes else np.unique(labels)
+    chosen, short = [], {}
+    for label in classes:
+        available = np.flatnonzero(labels == label)
+        if len(available) < shots:
+            short[int(label)] = len(available)
+            chosen.append(available)
+        else:
+            chosen.append(rng.choice(available, size=int(shots), replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64), short
+
+
+def depth_checkpoint(cfg: Mapping[str, Any]) -> Optional[str]:
+    """``pretrained_path``, or None when it is unset or spelled null/none on the command line."""
+    path = cfg.get("pretrained_path")
+    return None if path is None or str(path).strip().lower() in ("", "none", "null") else str(path)
+
+
+def frozen_path_encoders(clip: ClipModel, pretrained_path: Optional[str], paths: Sequence[str]) -> Dict[str, nn.Module]:
+    """The frozen encoder of each path: ``clip`` = CLIP's visual tower, ``depth`` = the pre-trained depth encoder.
+
+    Without ``pretrained_path`` the depth path uses CLIP's visual tower too (a warning says so).
+
+    Args:
+        clip: the loaded CLIP.
+        pretrained_path: a CLIP2Point pre-training checkpoint holding ``depth_encoder``, or None.
+        paths: the paths the adapter reads (``GatedDualPathAdapter.paths``).
+    """
+    encoders: Dict[str, nn.Module] = {}
+    if "clip" in paths:
+        encoders["clip"] = clip.visual
+    if "depth" in paths:
+        if pretrained_path:
+            encoders["depth"] = load_depth_encoder(copy.deepcopy(clip.visual), pretrained_path)
+        else:
+            LOGGER.warning("pretrained_path is not set: the depth path uses CLIP's visual encoder, not a CLIP2Point "
+                           "pre-trained depth encoder")
+            encoders["depth"] = clip.visual
+    for encoder in encoders.values():
+        encoder.eval().requires_grad_(False)
+    return encoders
+
+
+def encode_paths(points: torch.Tensor, renderer: DepthRenderer,
+                 encoders: Mapping[str, nn.Module]) -> Dict[str, torch.Tensor]:
+    """Per-view features (B, V, D) of each path from the same depth images of ``points`` (B, N, 3).
+
+    Features are L2-normalised per view, as CLIP's embeddings, so both paths enter the adapter on one
+    scale. An encoder shared by two paths runs once. Wrap the call in ``torch.no_grad()`` for extraction.
+
+    Args:
+        points: the clouds.
+        renderer: the depth renderer (V views).
+        encoders: path name -> frozen image encoder, from :func:`frozen_path_encoders`.
+    """
+    images = renderer(points.float())
+    b, v = images.shape[:2]
+    flat, done = images.flatten(0, 1), {}
+    for encoder in encoders.values():
+        if id(encoder) not in done:
+            done[id(encoder)] = F.normalize(encoder(flat).float(), dim=-1).view(b, v, -1)
+    return {path: done[id(encoder)] for path, encoder in encoders.items()}
+
+
+@torch.no_grad()
+def extract_path_features(loader, renderer: DepthRenderer, encoders: Mapping[str, nn.Module], device: torch.device,
+                          num_points: Optional[int], desc: str) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+    """Per-view features ``{path: (S, V, D)}`` and labels (S,) of every cloud of ``loader``, on the CPU.
+
+    Args:
+        loader: the split, unshuffled and unaugmented.
+        renderer: the depth renderer.
+        encoders: path name -> frozen image encoder.
+        device: where rendering and encoding run.
+        num_points: clouds with more points are reduced to this many by FPS.
+        desc: the progress bar's label.
+    """
+    chunks: Dict[str, List[torch.Tensor]] = {path: [] for path in encoders}
+    labels = []
+    for data in progress(loader, desc, unit="cloud batch"):
+        data = prepare_batch(data, device, 3, num_points)
+        for path, features in encode_paths(data["pos"], renderer, encoders).items():
+            chunks[path].append(features.cpu())
+        labels.append(data["y"].cpu())
+    if not labels:
+        raise BadInputError(f"The {desc} split holds no clouds: check dataset.common.data_dir and the split lists.")
+    return {path: torch.cat(parts) for path, parts in chunks.items()}, torch.cat(labels)
+
+
+def train_adapter_epoch(model: nn.Module, features: Mapping[str, torch.Tensor], labels: torch.Tensor,
+                        criterion: nn.Module, optimizer: torch.optim.Optimizer, batch_size: int,
+                        grad_norm_clip: Optional[float] = None) -> Tuple[float, float]:
+    """One shuffled pass over cached features; returns the mean loss and the training top-1 in percent.
+
+    Args:
+        model: the adapter; ``model(**{path: (b, V, D)})`` gives logits (b, C).
+        features: path name -> (S, V, D) features on the model's device.
+        labels: (S,) classes on the model's device.
+        criterion: the loss of logits and labels.
+        optimizer: updates the adapter's parameters.
+        batch_size: samples per step.
+        grad_norm_clip: clip the gradient norm to this value (None: no clipping).
+    """
+    model.train()
+    order = torch.randperm(len(labels)).to(labels.device)
+    losses, correct = [], 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        logits = model(**{path: value[idx] for path, value in features.items()})
+        loss = criterion(logits, labels[idx])
+        if not torch.isfinite(loss):
+            raise BadInputError(f"The adapter's training loss became {loss.item()}: lower lr or set grad_norm_clip.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_norm_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_norm_clip)
+        optimizer.step()
+        losses.append(loss.item())
+        correct += int((logits.argmax(dim=1) == labels[idx]).sum())
+    return float(np.mean(losses)), 100.0 * correct / max(len(labels), 1)
+
+
+@torch.no_grad()
+def adapter_logits(model: nn.Module, features: Mapping[str, torch.Tensor], batch_size: int) -> torch.Tensor:
+    """Logits (S, C) of cached features, in eval mode.
+
+    Args:
+        model: the adapter.
+        features: path name -> (S, V, D) features on the model's device.
+        batch_size: samples per forward pass.
+    """
+    model.eval()
+    total = len(next(iter(features.values())))
+    return torch.cat([model(**{path: value[start:start + batch_size] for path, value in features.items()})
+                      for start in range(0, total, batch_size)])
+
+
+class AdapterRunner(EpochRunner):
+    """Fully supervised training of :class:`~plugin.models.gdpa.GatedDualPathAdapter` (``mode=finetune``).
+
+    Reads ``model`` (the adapter's arguments plus ``clip``: the CLIP of the CLIP path and of the text,
+    ``render``: :class:`DepthRenderer` keys, ``templates``: prompt templates, ``text_cache``: folder of
+    cached text features), ``pretrained_path`` (a CLIP2Point pre-training checkpoint whose
+    ``depth_encoder`` feeds the depth path; without it the depth path uses CLIP's visual tower),
+    ``lr``, ``optimizer``, ``sched``, ``epochs``, ``batch_size``, ``criterion_args``, ``val_freq``.
+
+    Every epoch writes ``ckpt_latest.pth``; validation every ``val_freq`` epochs moves ``ckpt_best.pth``
+    to the best top-1. The best checkpoint is scored on the test split: ``metrics.json`` gets ``top1``,
+    ``top5``, ``macc``, ``per_class`` and the run's settings. ``mode=resume`` continues a killed run
+    (the features are extracted again; the encoders are fixed, so they are the same).
+
+    Args:
+        cfg: the run config.
+        folder: the run folder; a new one by default.
+        state: a checkpoint to continue from (``resume``).
+    """
+
+    resume_mode = "finetune"
+
+    def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
+        self._check_cfg(cfg)
+        super().__init__(cfg, folder)
+        model_cfg = cfg.model
+        self.clip = load_clip_from_cfg(model_cfg.get("clip"), device=self.device)
+        self.renderer = build_depth_renderer(model_cfg.get("render"), self.clip).to(self.device)
+        self.train_loader = probe_loader(cfg, "train")  # unaugmented: its features are computed once
+        self.class_names = class_names_of(self.train_loader.dataset, model_cfg.get("class_names"))
+        self.model = self._build_model(model_cfg).to(self.device)
+        self.encoders = frozen_path_encoders(self.clip, depth_checkpoint(cfg), self.model.paths)
+        templates = resolve_templates(model_cfg.get("templates") or "clip2point", "model.templates")
+        self.model.set_text_features(text_classifier(self.clip, self.class_names, templates,
+                                                     cache_dir=model_cfg.get("text_cache")))
+        self.templates = templates
+        self.criterion = builders.build_criterion(cfg).to(self.device)
+        self.optimizer = builders.build_optimizer(cfg, self.model)
+        self.scheduler = builders.build_scheduler(cfg, self.optimizer)
+        self.best_top1, self.best_epoch = -1.0, 0
+        self.train_indices = self._train_indices(state)
+        if state is not None:
+            self.restore(state)
+            self.best_top1, self.best_epoch = state["best_top1"], state["best_epoch"]
+        LOGGER.info(f"{ADAPTER_NAME} ({self.model.variant}): {count_parameters(self.model) / 1e6:.3f}M trainable "
+                    f"parameters, {self.renderer.num_views} views of {self.renderer.image_size} px, "
+                    f"{len(self.class_names)} classes")
+
+    @staticmethod
+    def _check_cfg(cfg: Mapping[str, Any]) -> None:
+        """Fail before the run folder exists on a wrong model or a missing checkpoint file."""
+        if not is_adapter_config(cfg):
+            raise ConfigError(f"mode={cfg.get('mode')} trains the Gated Dual-Path Adapter: set model.NAME to "
+                              f"{ADAPTER_NAME}, e.g. with cfgs/modelnet40/clip2point-gdpa-fewshot.yaml.")
+        path = depth_checkpoint(cfg)
+        if path and not os.path.isfile(path):
+            raise WeightsNotFoundError(f"CLIP2Point checkpoint '{path}' not found: set pretrained_path to the "
+                                       f"ckpt_best.pth of a CLIP2Point pre-training run, or to null to use the CLIP "
+                                       f"visual encoder for the depth path.")
+
+    def _build_model(self, model_cfg: Mapping[str, Any]) -> nn.Module:
+        """The adapter from ``model`` minus the runner's keys; V and D default to the renderer's and CLIP's."""
+        args = EasyConfig({k: copy.deepcopy(v) for k, v in model_cfg.items() if k not in RUNNER_MODEL_KEYS})
+        for key, actual, source in (("num_views", self.renderer.num_views, "model.render.views"),
+                                    ("feature_dim", self.clip.embed_dim, f"CLIP {self.clip.name}")):
+            if args.get(key) is None:
+                args[key] = actual
+            elif int(args[key]) != actual:
+                raise ConfigError(f"model.{key} is {args[key]} but {source} gives {actual}: set model.{key} to "
+                                  f"{actual} or to null.")
+        args.num_classes = len(self.class_names)
+        return build_model_from_cfg(args)
+
+    def _train_indices(self, state: Optional[Dict[str, Any]]) -> Optional[np.ndarray]:
+        """Indices of the training clouds within the train split; None: all of them."""
+        return None
+
+    def _state(self, epoch: int) -> Dict[str, Any]:
+        indices = None if self.train_indices is None else self.train_indices.tolist()
+        return self.checkpoint_state(epoch, best_top1=self.best_top1, best_epoch=self.best_epoch,
+                                     train_indices=indices)
+
+    def _features(self, split: str, indices: Optional[np.ndarray] = None) -> Tuple[Dict[str, torch.Tensor],
+                                                                                    torch.Tensor]:
+        """Cached per-view features and labels of ``split`` (only ``indices`` of it if given), on the device."""
+        loader = self.train_loader if split == "train" else probe_loader(self.cfg, split)
+        if indices is not None:
+            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(loader.dataset, indices.tolist()),
+                                                 batch_size=loader.batch_size, shuffle=False,
+                                                 num_workers=loader.num_workers, collate_fn=loader.collate_fn)
+        features, labels = extract_path_features(loader, self.renderer, self.encoders, self.device,
+                                                 self.cfg.get("num_points"), f"features {split}")
+        if int(labels.max()) >= len(self.class_names):
+            raise ConfigError(f"Label {int(labels.max())} of the {split} split has no class name "
+                              f"({len(self.class_names)} names): set model.class_names to all names in label order.")
+        LOGGER.info(f"{split}: {len(labels)} clouds x {self.renderer.num_views} views, paths "
+                    f"{', '.join(features)}")
+        return {path: value.to(self.device) for path, value in features.items()}, labels.to(self.device)
+
+    def run(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        train_features, train_labels = self._features("train", self.train_indices)
+        val_features, val_labels = self._features("val")
+        same = (cfg.dataset.get("val") or {}) == (cfg.dataset.get("test") or {})
+        test_features, test_labels = (val_features, val_labels) if same else self._features("test")
+        batch_size, eval_batch = int(cfg.batch_size), int(cfg.get("val_batch_size") or cfg.batch_size)
+        train_top1 = float("nan")
+        self.scheduler.step(self.start_epoch - 1)
+        bar = progress(range(self.start_epoch, cfg.epochs + 1), "adapter epochs", initial=self.start_epoch - 1,
+                       total=cfg.epochs)
+        for epoch in bar:
+            loss, train_top1 = train_adapter_epoch(self.model, train_features, train_labels, self.criterion,
+                                                   self.optimizer, batch_size, cfg.get("grad_norm_clip"))
+            message = (f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} train top1 {train_top1:.2f} "
+                       f"lr {self.optimizer.param_groups[0]['lr']:.2e}")
+            if epoch % cfg.val_freq == 0 or epoch == cfg.epochs:
+                top = topk_accuracy(adapter_logits(self.model, val_features, eval_batch), val_labels, (1, 5))
+                message += f" val top1 {top[1]:.2f} top5 {top[5]:.2f}"
+                if top[1] > self.best_top1:
+                    self.best_top1, self.best_epoch = top[1], epoch
+                    self.folder.save_checkpoint(self._state(epoch), "ckpt_best.pth")
+            self.scheduler.step(epoch)
+            self.folder.save_checkpoint(self._state(epoch), "ckpt_latest.pth")
+            bar.set_postfix(loss=f"{loss:.4f}", train_top1=f"{train_top1:.1f}")
+            LOGGER.info(message)
+        self.model.load_state_dict(load_checkpoint(self.folder.file("ckpt_best.pth"))["model"])
+        logits = adapter_logits(self.model, test_features, eval_batch).cpu()
+        metrics = zero_shot_metrics(logits, test_labels.cpu(), self.class_names)
+        gate = getattr(self.model, "gate", None)
+        return self.finish(dict(
+            top1=metrics["top1"], top5=metrics["top5"], macc=metrics["macc"], test_samples=metrics["samples"],
+            train_samples=int(len(train_labels)), last_train_top1=train_top1, epochs=cfg.epochs,
+            best_epoch=self.best_epoch, best_val_top1=self.best_top1, variant=self.model.variant,
+            gate=None if gate is None else float(gate.detach().cpu()[0]), clip=self.clip.name,
+            clip_weights=self.clip.weights, depth_encoder=depth_checkpoint(cfg) or "clip",
+            views=self.renderer.views, num_views=self.renderer.num_views, templates=self.templates,
+            params=count_parameters(self.model), **self._extra_metrics(), per_class=metrics["per_class"]))
+
+    def _extra_metrics(self) -> Dict[str, Any]:
+        return {"train_split": "full"}
+
+
+@RUNNERS.register_module(name="fewshot")
+class FewShotRunner(AdapterRunner):
+    """``mode=fewshot``: :class:`AdapterRunner` on K clouds per class of the train split (CLIP2Point Tab. 4).
+
+    ``fewshot.shots`` (K, default 16) clouds per class are drawn with ``fewshot.seed``; classes with
+    fewer than K clouds use all of them (logged). The chosen indices, labels and counts go to
+    ``fewshot_split.json`` in the run folder, and ``shots``/``fewshot_seed`` to ``metrics.json``.
+    A resumed run keeps its split.
+
+    Args:
+        cfg: the run config.
+        folder: the run folder; a new one by default.
+        state: a checkpoint to continue from (``resume``).
+    """
+
+    resume_mode = "fewshot"
+
+    def _train_indices(self, state: Optional[Dict[str, Any]]) -> np.ndarray:
+        options = self.cfg.get("fewshot") or {}
+        self.shots, self.split_seed = int(options.get("shots", 16)), int(options.get("seed", 0))
+        if state is not None and state.get("train_indices") is not None:
+            LOGGER.info(f"few-shot split restored from the checkpoint ({len(state['train_indices'])} clouds)")
+            return np.asarray(state["train_indices"], dtype=np.int64)
+        labels = getattr(self.train_loader.dataset, "labels", None)
+        if labels is None:
+            raise ConfigError(f"Dataset {type(self.train_loader.dataset).__name__} exposes no 'labels' to draw "
+                              f"{self.shots} clouds per class from: use a dataset with a labels array, e.g. "
+                              f"ModelNet40NormalResampled or ScanObjectNN.")
+        labels = np.asarray(labels).reshape(-1)
+        indices, short = fewshot_indices(labels, self.shots, self.split_seed, len(self.class_names))
+        if short:
+            LOGGER.warning(f"{len(short)} classes have fewer than {self.shots} training clouds and use all of "
+                           f"them: " + ", ".join(f"{self.class_names[c]} ({n})" for c, n in short.items()))
+        chosen = labels[indices]
+        atomic_io.save_json({
+            "shots": self.shots, "seed": self.split_seed, "indices": indices.tolist(),
+            "labels": chosen.tolist(), "classes": self.class_names,
+            "per_class": {name: int((chosen == c).sum()) for c, name in enumerate(self.class_names)},
+            "short_classes": {self.class_names[c]: n for c, n in short.items()}}, self.folder.file(SPLIT_FILE))
+        LOGGER.info(f"few-shot split: {len(indices)} clouds ({self.shots} per class, seed {self.split_seed}) -> "
+                    f"{self.folder.file(SPLIT_FILE)}")
+        return indices
+
+    def _extra_metrics(self) -> Dict[str, Any]:
+        return {"train_split": "fewshot", "shots": self.shots, "fewshot_seed": self.split_seed}

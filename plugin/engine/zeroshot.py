@@ -1,0 +1,126 @@
+"""``zeroshot`` mode: CLIP2Point zero-shot classification of point clouds from rendered depth views.
+
+Each test cloud is rendered to V depth images (:class:`~plugin.render.DepthRenderer`), the depth
+encoder embeds every view, and the view-averaged cosine logits against CLIP text features of the
+class prompts give the prediction (CLIP2Point Eq. 11, :func:`~plugin.eval.zero_shot.zero_shot_logits`).
+"""
+import copy
+import logging
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..clip import ClipModel, load_clip_from_cfg, load_depth_encoder, resolve_templates, text_classifier
+from ..errors import ConfigError
+from ..eval import zero_shot_logits, zero_shot_metrics
+from ..render import DepthRenderer
+from . import atomic_io, builders
+from .batch import prepare_batch
+from .classification import progress
+from .registry import RUNNERS
+from .runner import Runner
+
+LOGGER = logging.getLogger("plugin")
+RENDER_KEY = "model.render"
+
+
+def build_depth_renderer(render_cfg: Optional[Mapping[str, Any]], clip: ClipModel,
+                         views: Optional[str] = None) -> DepthRenderer:
+    """The :class:`DepthRenderer` of ``model.render``, sized and normalised for ``clip``'s image encoder.
+
+    Args:
+        render_cfg: ``DepthRenderer`` keyword arguments (``image_size``, ``dilation``, ``reduction``, ...).
+        clip: the CLIP whose input size, mean and std the images must have (unless set in ``render_cfg``).
+        views: a view set name overriding ``render_cfg.views`` (``zeroshot.views``); None keeps it.
+    """
+    kwargs = dict(render_cfg or {})
+    if views:
+        kwargs["views"] = views
+    size = kwargs.setdefault("image_size", clip.image_size)
+    if int(size) != clip.image_size:
+        raise ConfigError(f"{RENDER_KEY}.image_size is {size} but CLIP {clip.name} takes {clip.image_size} px images: "
+                          f"set {RENDER_KEY}.image_size to {clip.image_size} or remove it.")
+    kwargs.setdefault("mean", clip.image_mean)
+    kwargs.setdefault("std", clip.image_std)
+    try:
+        return DepthRenderer(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"Bad {RENDER_KEY} ({err}): fix that key (DepthRenderer takes image_size, dilation, "
+                          f"reduction, views, distance, fov_deg, background, normalise, near_bright).") from None
+
+
+def class_names_of(dataset: Any, override: Optional[Sequence[str]] = None) -> List[str]:
+    """The class names in label order: ``override`` (``zeroshot.class_names``) or the dataset's ``classes``.
+
+    Args:
+        dataset: the evaluated dataset.
+        override: explicit names, for datasets without a ``classes`` attribute.
+    """
+    names = override if override else getattr(dataset, "classes", None)
+    if not names:
+        raise ConfigError(f"Dataset {type(dataset).__name__} has no class names: set zeroshot.class_names to the "
+                          f"list of names in label order.")
+    return [str(name) for name in names]
+
+
+@torch.no_grad()
+def encode_views(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Image features (B, V, D) of views (B, V, 3, H, W), one forward pass over all B x V images.
+
+    Args:
+        encoder: a CLIP visual tower (images -> (N, D)).
+        images: CLIP-normalised views.
+    """
+    b, v = images.shape[:2]
+    return encoder(images.flatten(0, 1)).float().view(b, v, -1)
+
+
+@RUNNERS.register_module(name="zeroshot")
+class ZeroShotRunner(Runner):
+    """Zero-shot classification of ``zeroshot.split`` with CLIP text features of the dataset's class names.
+
+    Reads ``model.clip`` (``name``, ``pretrained``: the CLIP for text and, by default, for the depth
+    views), ``model.render`` (:class:`DepthRenderer` keys), ``pretrained_path`` (optional: a CLIP2Point
+    pre-training checkpoint whose ``depth_encoder`` replaces the CLIP visual tower) and
+    ``zeroshot`` (``split``, ``templates``, ``views``, ``text_cache``, ``class_names``).
+    ``metrics.json`` gets ``top1``, ``top5``, ``macc``, ``per_class`` (percent), ``samples``;
+    ``logits_<split>.npz`` holds the logits and labels.
+    """
+
+    def run(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        options = cfg.get("zeroshot") or {}
+        model_cfg = cfg.get("model") or {}
+        split = options.get("split") or "test"
+        templates = resolve_templates(options.get("templates") or "clip2point")
+        clip = load_clip_from_cfg(model_cfg.get("clip"), device=self.device)  # before the data: fails fast
+        loader = builders.build_dataloader(cfg, split, batch_size=cfg.get("val_batch_size"), shuffle=False)
+        class_names = class_names_of(loader.dataset, options.get("class_names"))
+        encoder, source = clip.visual, f"CLIP {clip.name} visual encoder"
+        if cfg.get("pretrained_path"):
+            encoder = load_depth_encoder(copy.deepcopy(clip.visual), cfg.pretrained_path).eval()
+            source = f"depth encoder of {cfg.pretrained_path}"
+        renderer = build_depth_renderer(model_cfg.get("render"), clip, options.get("views")).to(self.device)
+        text = text_classifier(clip, class_names, templates, cache_dir=options.get("text_cache"))
+        LOGGER.info(f"zero-shot on {split}: {len(class_names)} classes x {len(templates)} templates, "
+                    f"{renderer.num_views} views of {renderer.image_size} px, {source}")
+
+        logits, labels = [], []
+        for data in progress(loader, f"zero-shot {split}"):
+            data = prepare_batch(data, self.device, 3, cfg.get("num_points"))
+            if int(data["y"].max()) >= len(class_names):
+                raise ConfigError(f"Label {int(data['y'].max())} has no class name ({len(class_names)} names): "
+                                  f"set zeroshot.class_names to all class names in label order.")
+            features = encode_views(encoder, renderer(data["pos"].float()))
+            logits.append(zero_shot_logits(features, text).cpu())
+            labels.append(data["y"].cpu())
+        logits, labels = torch.cat(logits), torch.cat(labels)
+        metrics = zero_shot_metrics(logits, labels, class_names)
+        LOGGER.info("per-class accuracy: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["per_class"].items()))
+        atomic_io.save_npz(self.folder.file(f"logits_{split}.npz"), logits=logits.numpy(),
+                           labels=labels.numpy().astype(np.int64), classes=np.array(class_names))
+        return self.finish(dict(metrics, split=split, clip=clip.name, clip_weights=clip.weights,
+                                depth_encoder=cfg.get("pretrained_path") or "clip", templates=templates,
+                                views=renderer.views, num_views=renderer.num_views))

@@ -1,0 +1,105 @@
+"""NT-Xent and the σ-balanced image-depth loss of CLIP2Point (Huang et al.).
+
+CLIP2Point contrasts two depth maps of one object rendered at different camera distances
+(intra-modality, L_intra) and the mean of their features against the CLIP feature of the
+object's RGB view (cross-modality, L_cross), both with SimCLR's NT-Xent; the two terms are
+balanced by a learnable σ.
+"""
+from typing import Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+from openpoints.loss.build import LOSS
+from torch import nn
+
+from ..errors import BadInputError, ConfigError
+
+
+def nt_xent(a: torch.Tensor, b: torch.Tensor, tau: float = 0.7) -> torch.Tensor:
+    """Symmetric normalised-temperature cross-entropy of paired features (Eqs. 5-6, supp. Eqs. 15-18).
+
+    With z = [a; b] (2B rows, each L2-normalised here), s_ij = z_i . z_j / tau and p(i) the index of
+    row i's pair (i + B or i - B)::
+
+        l_i = -log( exp(s_{i,p(i)}) / sum_{k != i} exp(s_ik) ),      L = 1/(2B) sum_i l_i
+
+    so each of the 2B samples has one positive (its pair) and 2B - 2 negatives (every other sample of
+    both modalities). The definition is symmetric in ``a`` and ``b``.
+
+    Args:
+        a: (B, D) features of the first view/modality (normalised inside; B >= 1).
+        b: (B, D) features paired row by row with ``a``.
+        tau: temperature, > 0.
+
+    Returns:
+        The scalar mean loss.
+    """
+    if a.shape != b.shape or a.dim() != 2:
+        raise BadInputError(f"nt_xent needs two (B, D) feature tensors of one shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}: pass paired features row by row.")
+    if not tau > 0:
+        raise ConfigError(f"nt_xent temperature is {tau}: set model.tau to a positive number (the paper uses 0.7).")
+    batch = a.shape[0]
+    z = F.normalize(torch.cat([a, b], dim=0), dim=1)
+    logits = z @ z.t() / tau
+    self_mask = torch.eye(2 * batch, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))             # k != i in the denominator
+    index = torch.arange(batch, device=z.device)
+    positives = torch.cat([index + batch, index])
+    return F.cross_entropy(logits, positives)
+
+
+@LOSS.register_module()
+class SigmaBalancedLoss(nn.Module):
+    """CLIP2Point's image-depth loss L = L_intra / σ² + L_cross + log(σ + 1) (Eq. 7).
+
+    σ is kept positive by learning its logarithm: ``log_sigma`` (shape (1,)) is the parameter and
+    σ = exp(log_sigma), so dL/d(log σ) = σ dL/dσ. With ``cross_only`` the loss is L_cross alone (the paper's ablation)
+    and σ is neither used nor trained.
+
+    Args:
+        tau: NT-Xent temperature (0.7 in the supplement).
+        cross_only: use only the cross-modality term.
+        init_sigma: initial σ, > 0.
+    """
+
+    def __init__(self, tau: float = 0.7, cross_only: bool = False, init_sigma: float = 1.0, **kwargs):
+        super().__init__()
+        if not init_sigma > 0:
+            raise ConfigError(f"init_sigma is {init_sigma}: set model.loss.init_sigma to a positive number, e.g. 1.0.")
+        if not tau > 0:
+            raise ConfigError(f"tau is {tau}: set model.tau to a positive number (the paper uses 0.7).")
+        self.tau, self.cross_only = float(tau), bool(cross_only)
+        # shape (1,): OpenPoints' optimizer factory keeps 1-d parameters out of weight decay
+        self.log_sigma = nn.Parameter(torch.tensor([float(init_sigma)]).log(), requires_grad=not cross_only)
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        """σ = exp(log_sigma), a 0-dim tensor in the graph."""
+        return self.log_sigma.exp()[0]
+
+    def combine(self, l_intra: torch.Tensor, l_cross: torch.Tensor) -> torch.Tensor:
+        """The total loss from the two NT-Xent terms (Eq. 7, or L_cross with ``cross_only``)."""
+        if self.cross_only:
+            return l_cross
+        sigma = self.sigma
+        return l_intra / sigma ** 2 + l_cross + torch.log(sigma + 1)
+
+    def forward(self, depth_1: torch.Tensor, depth_2: torch.Tensor,
+                image: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """Loss of two depth feature batches and the image features of the same objects.
+
+        Args:
+            depth_1: (B, D) features of the depth maps rendered at distance d1.
+            depth_2: (B, D) features of the depth maps rendered at distance d2; L_cross uses the mean of
+                the two (each L2-normalised first).
+            image: (B, D) features of the RGB views.
+
+        Returns:
+            ``(loss, logs)`` with ``l_intra``, ``l_cross`` and ``sigma``.
+        """
+        l_intra = nt_xent(depth_1, depth_2, self.tau)                    # L_intra, Eqs. 5-6
+        depth = (F.normalize(depth_1, dim=1) + F.normalize(depth_2, dim=1)) / 2
+        l_cross = nt_xent(depth, image, self.tau)                        # L_cross on the mean depth feature
+        loss = self.combine(l_intra, l_cross)
+        return loss, {"l_intra": l_intra.item(), "l_cross": l_cross.item(), "sigma": self.sigma.item()}

@@ -1,0 +1,169 @@
+"""CLIP2Point image-depth pre-training (Huang et al., Eqs. 5-7).
+
+A trainable copy E_d of CLIP's visual encoder learns to map depth maps of a point cloud into the
+CLIP image space: two depth maps rendered from the RGB view's camera at two jittered distances are
+pulled together (L_intra) and their mean feature towards the frozen CLIP feature E_i of the RGB view
+(L_cross), balanced by a learnable σ (:class:`~plugin.losses.SigmaBalancedLoss`, Eq. 7).
+"""
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from openpoints.models.build import MODELS
+from torch import nn
+
+from ..clip import (ClipModel, depth_encoder_state, load_clip_from_cfg, resolve_templates, text_classifier,
+                    trainable_visual_copy)
+from ..errors import BadInputError, ConfigError
+from ..eval.zero_shot import zero_shot_logits
+from ..losses import SigmaBalancedLoss
+from ..render.depth_renderer import DepthRenderer, depth_to_image, render_depth
+from ..render.view_sets import DISTANCE_JITTER, sample_distance_scales, scale_camera_distance
+
+LOGGER = logging.getLogger("plugin")
+
+
+@MODELS.register_module()
+class CLIP2Point(nn.Module):
+    """Image-depth pre-training of a CLIP visual tower on depth maps (CLIP2Point).
+
+    A batch holds ``pos`` (B,N,3) in the cameras' world frame, the RGB view ``img`` (B,3,H,W)
+    normalised with CLIP's mean/std (``cfgs/shapenet/clip2point.yaml`` sets ``dataset.common.image_mean``
+    and ``image_std`` to them; a size other than CLIP's input is resized bilinearly), and its cameras
+    ``view``/``proj`` (B,4,4). ``forward`` returns ``(loss, logs)``.
+
+    Only E_d (``depth_encoder``) and σ train; the CLIP model (E_i and the text tower) is frozen and held
+    outside the module tree, so it follows ``.to()`` but stays out of ``state_dict()`` and checkpoints
+    (it is reloaded from ``clip.pretrained``).
+
+    Args:
+        clip: ``{name, pretrained}`` of the open_clip model (:func:`plugin.clip.load_clip_from_cfg`).
+        render: :class:`~plugin.render.DepthRenderer` arguments; ``image_size``, ``mean`` and ``std`` default to
+            CLIP's. ``views`` (``orthogonal6``) are the cameras of the zero-shot validation; the pre-training
+            depth maps use each sample's own RGB camera. Keep it equal to the zero-shot run's ``model.render``.
+        tau: NT-Xent temperature (0.7 in the supplement).
+        loss: :class:`~plugin.losses.SigmaBalancedLoss` switches: ``cross_only``, ``init_sigma``.
+        distance_jitter: ``[low, high)`` of the uniform camera-distance scales of the two depth maps.
+        zero_shot_templates: prompt templates of the zero-shot validation (:func:`plugin.clip.resolve_templates`).
+    """
+
+    def __init__(self, clip: Optional[Dict[str, Any]] = None, render: Optional[Dict[str, Any]] = None,
+                 tau: float = 0.7, loss: Optional[Dict[str, Any]] = None,
+                 distance_jitter: Sequence[float] = DISTANCE_JITTER, zero_shot_templates: Any = "clip2point",
+                 **kwargs: Any):
+        super().__init__()
+        if kwargs:
+            LOGGER.warning(f"CLIP2Point ignores unknown arguments: {', '.join(sorted(kwargs))}")
+        self.clip_cfg = dict(clip or {})
+        self.clip: ClipModel = load_clip_from_cfg(clip, key="model.clip")   # frozen, not a registered submodule
+        render = dict(render or {})
+        render.setdefault("image_size", self.clip.image_size)
+        if int(render["image_size"]) != self.clip.image_size:
+            raise ConfigError(f"model.render.image_size is {render['image_size']} but {self.clip.name} takes "
+                              f"{self.clip.image_size} px images: set model.render.image_size to "
+                              f"{self.clip.image_size} or leave it unset.")
+        render.setdefault("mean", self.clip.image_mean)
+        render.setdefault("std", self.clip.image_std)
+        try:
+            self.renderer = DepthRenderer(**render)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"Bad model.render ({err}): fix that key (DepthRenderer takes image_size, dilation, "
+                              f"reduction, views, distance, fov_deg, background, normalise, near_bright).") from None
+        self.depth_encoder = trainable_visual_copy(self.clip)             # E_d, initialised from E_i
+        jitter = [float(v) for v in distance_jitter]
+        if len(jitter) != 2 or not 0 < jitter[0] < jitter[1]:
+            raise ConfigError(f"model.distance_jitter is {list(distance_jitter)}: set it to [low, high) with "
+                              f"0 < low < high, e.g. [0.9, 1.1].")
+        self.distance_jitter: Tuple[float, float] = (jitter[0], jitter[1])
+        loss = {k: v for k, v in dict(loss or {}).items() if k != "NAME"}
+        unknown = set(loss) - {"cross_only", "init_sigma"}
+        if unknown:
+            raise ConfigError(f"Unknown key(s) {', '.join(sorted(unknown))} in model.loss: use cross_only and "
+                              f"init_sigma.")
+        self.criterion = SigmaBalancedLoss(tau=tau, **loss)
+        self.zero_shot_templates = resolve_templates(zero_shot_templates, "model.zero_shot_templates")
+        self._text_cache: Dict[Tuple[str, ...], torch.Tensor] = {}
+
+    def _apply(self, fn, *args, **kwargs):
+        """Device and dtype moves also reach the frozen CLIP held outside the module tree."""
+        super()._apply(fn, *args, **kwargs)
+        self.clip.model._apply(fn, *args, **kwargs)
+        return self
+
+    def image_side_parameters(self) -> List[nn.Parameter]:
+        """None: E_i is frozen, so E_d and σ all train with ``lr``."""
+        return []
+
+    def render_from(self, points: torch.Tensor, view: torch.Tensor, proj: torch.Tensor,
+                    scale: torch.Tensor) -> torch.Tensor:
+        """CLIP-ready depth images (B,3,H,W) of each cloud from its own camera moved to ``scale`` x its distance.
+
+        Args:
+            points: (B, N, 3) world coordinates.
+            view: (B, 4, 4) world-to-camera matrices (the RGB view's camera).
+            proj: (B, 4, 4) camera-to-clip matrices.
+            scale: (B,) camera-distance factors.
+        """
+        r = self.renderer
+        cameras = scale_camera_distance(view, scale.to(view))
+        depth = render_depth(points, cameras.unsqueeze(1), proj.unsqueeze(1), r.image_size, r.dilation,
+                             r.reduction).depth.to(points.dtype)
+        return depth_to_image(depth, r.background, r.normalise, r.near_bright, r.mean, r.std)[:, 0]
+
+    def encode_image(self, img: torch.Tensor) -> torch.Tensor:
+        """Frozen CLIP features E_i (B, D) of CLIP-normalised RGB images (B,3,H,W), without gradients."""
+        size = self.clip.image_size
+        if img.shape[-2:] != (size, size):
+            img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        with torch.no_grad():
+            return self.clip.visual(img)
+
+    def forward(self, data: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """The σ-balanced loss of one batch (Eq. 7).
+
+        Args:
+            data: ``pos`` (B,N,3), ``img`` (B,3,H,W) CLIP-normalised RGB view, ``view``/``proj`` (B,4,4) its cameras.
+
+        Returns:
+            ``(loss, logs)`` with ``l_intra``, ``l_cross``, ``sigma`` and ``loss``.
+        """
+        missing = [k for k in ("pos", "img", "view", "proj") if k not in data]
+        if missing:
+            raise BadInputError(f"CLIP2Point needs pos, img, view and proj in a batch, {', '.join(missing)} missing: "
+                                f"use dataset.common.NAME=RenderedViews.")
+        pos, view, proj = data["pos"], data["view"], data["proj"]
+        batch, (low, high) = pos.shape[0], self.distance_jitter
+        with torch.no_grad():  # two independent distances d1, d2 along the RGB view's direction
+            scale_1 = sample_distance_scales(batch, low=low, high=high, device=pos.device)
+            scale_2 = sample_distance_scales(batch, low=low, high=high, device=pos.device)
+            depth = torch.cat([self.render_from(pos, view, proj, scale_1), self.render_from(pos, view, proj, scale_2)])
+        f_d1, f_d2 = self.depth_encoder(depth).chunk(2)
+        f_i = self.encode_image(data["img"])
+        loss, logs = self.criterion(f_d1, f_d2, f_i)
+        logs["loss"] = loss.item()
+        return loss, logs
+
+    def text_features(self, class_names: Sequence[str]) -> torch.Tensor:
+        """CLIP text classifier (C, D) of ``class_names`` with ``zero_shot_templates``, computed once per class list."""
+        key = tuple(str(n) for n in class_names)
+        if key not in self._text_cache:
+            self._text_cache[key] = text_classifier(self.clip, key, self.zero_shot_templates).cpu()
+        return self._text_cache[key].to(self.clip.device)
+
+    @torch.no_grad()
+    def zero_shot_validation(self, points: torch.Tensor, class_names: Sequence[str]) -> torch.Tensor:
+        """Zero-shot logits (B, C) of clouds from E_d on the renderer's views (``orthogonal6``), Eq. 11.
+
+        Args:
+            points: (B, N, 3) clouds, centred and in the unit sphere.
+            class_names: the C class names, in label order.
+        """
+        images = self.renderer(points)                                   # (B, V, 3, H, W)
+        b, v = images.shape[:2]
+        features = self.depth_encoder(images.flatten(0, 1)).view(b, v, -1)
+        return zero_shot_logits(features, self.text_features(class_names))
+
+    def export_state(self) -> Dict[str, Any]:
+        """Checkpoint entries for downstream use: ``depth_encoder`` (E_d's state dict) and the ``clip`` block."""
+        return {**depth_encoder_state(self.depth_encoder), "clip": dict(self.clip_cfg)}

@@ -1,0 +1,46 @@
+"""``tools/benchmark_depth_ablation.py`` on the tiny ModelNet layout: one row per setting, cached, resumable."""
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from tests.engine.conftest import REPO, tiny_modelnet  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("benchmark_depth_ablation",
+                                                  REPO / "tools" / "benchmark_depth_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_per_setting_and_cache_reuse(tool, tiny_modelnet, tmp_path, capsys, monkeypatch):
+    args = ["--data-dir", str(tiny_modelnet), "--out", str(tmp_path / "out.json"), "--cache", str(tmp_path / "cache"),
+            "--settings", "weighted:1", "min:3", "--num-points", "128", "--image-size", "32", "--shots", "1",
+            "--draws", "2"]
+    assert tool.main(args) == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert [r["setting"] for r in result["rows"]] == ["weighted:1", "min:3"] and (result["train"], result["test"]) == (24, 12)
+    weighted, dilated = result["rows"]
+    assert 0 < weighted["coverage"] < dilated["coverage"] < 1          # R = 3 covers more pixels than R = 1
+    assert all(0 <= r["oa"] <= 100 and set(r["low_shot"]) == {"1"} for r in result["rows"])
+    cached = np.load(tmp_path / "cache" / "min-R3-32px-128-train.npz")
+    assert cached["features"].shape == (24, 320)                      # features_only top level of EfficientNet-Lite0
+    table = capsys.readouterr().out
+    assert f"| min:3 | {100 * dilated['coverage']:.1f}% | {dilated['oa']:.2f} |" in table
+
+    monkeypatch.setattr(tool, "encode_split", lambda *a, **k: pytest.fail("cached features were encoded again"))
+    assert tool.main(args) == 0
+    assert json.loads((tmp_path / "out.json").read_text())["rows"] == result["rows"]
+
+
+def test_bad_setting_and_missing_data(tool, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        tool.main(["--settings", "max:2"])
+    assert "write reduction:dilation" in capsys.readouterr().err
+    assert tool.main(["--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
