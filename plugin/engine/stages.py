@@ -4,7 +4,7 @@ A workflow file lists ``stages`` (e.g. ``[pretrain, svm, finetune]``) and a ``st
 stage (see :mod:`plugin.engine.config`). Each stage is the same file loaded with ``mode=<stage>``
 and the user's overrides, in a run folder of its own (``<exp>-<stage>-<time>``); the encoder
 checkpoint of a ``pretrain`` stage becomes ``load_path`` of later ``svm``/``extract`` stages and
-``pretrained_path`` of ``finetune``. The workflow's own folder gets every stage's figures.
+``pretrained_path`` of ``finetune``, ``zeroshot`` and ``fewshot`` (CLIP2Point's depth encoder). The workflow's own folder gets every stage's figures.
 """
 import logging
 from typing import Any, Dict, List
@@ -15,7 +15,8 @@ from .registry import RUNNERS, runner_for
 from .runner import Runner
 
 LOGGER = logging.getLogger("plugin")
-CHECKPOINT_KEY = {"svm": "load_path", "extract": "load_path", "test": "load_path", "finetune": "pretrained_path"}
+CHECKPOINT_KEY = {"svm": "load_path", "extract": "load_path", "test": "load_path", "finetune": "pretrained_path",
+                  "zeroshot": "pretrained_path", "fewshot": "pretrained_path"}
 
 
 @RUNNERS.register_module(name="stages")

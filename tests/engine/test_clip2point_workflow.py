@@ -1,0 +1,36 @@
+"""``cfgs/modelnet40/clip2point.yaml``: pretrain -> zeroshot -> fewshot in one run, each later stage on the
+pre-trained depth encoder (tiny random CLIP, tiny rendered views and a tiny ModelNet layout)."""
+import json
+
+import torch
+
+from plugin.clip import DEPTH_ENCODER_KEY
+from tests.engine.conftest import REPO, _load_main, tiny_modelnet  # noqa: F401  (fixture)
+from tests.models.test_pretrain_run import tiny_views  # noqa: F401  (fixture)
+
+CFG = str(REPO / "cfgs" / "modelnet40" / "clip2point.yaml")
+
+
+def test_stages_chain_the_depth_encoder(tiny_views, tiny_modelnet, tmp_path):  # noqa: F811
+    args = ["--cfg", CFG, "model.clip.name=tiny-clip-test", "model.clip.pretrained=none", f"root_dir={tmp_path}",
+            "num_points=128", "dataset.common.num_points=128", "pretrain_holdout=0.25",
+            f"stage_cfgs.pretrain.dataset.common.data_dir={tiny_views}", "stage_cfgs.pretrain.epochs=1",
+            "stage_cfgs.pretrain.batch_size=4", "stage_cfgs.pretrain.val_batch_size=4",
+            f"+stage_cfgs.zeroshot.dataset.common.data_dir={tiny_modelnet}",
+            f"+stage_cfgs.fewshot.dataset.common.data_dir={tiny_modelnet}", "stage_cfgs.fewshot.fewshot.shots=2",
+            "stage_cfgs.fewshot.epochs=2", "stage_cfgs.fewshot.batch_size=6"]
+    assert _load_main()(args) == 0
+    folders = {p.name.split("-")[1]: p for p in (tmp_path / "modelnet40").glob("clip2point-*")}
+    workflow = next(p for stage, p in folders.items() if stage.isdigit())           # clip2point-<time>
+    runs = {stage: p for stage, p in folders.items() if not stage.isdigit()}
+    assert set(runs) == {"pretrain", "zeroshot", "fewshot"}
+    checkpoint = str(runs["pretrain"] / "ckpt_best.pth")
+    assert DEPTH_ENCODER_KEY in torch.load(checkpoint, weights_only=False)
+    for stage in ("zeroshot", "fewshot"):
+        cfg_text = (runs[stage] / "cfg.yaml").read_text()
+        assert f"pretrained_path: {checkpoint}" in cfg_text, stage
+        metrics = json.loads((runs[stage] / "metrics.json").read_text())
+        assert 0 <= metrics["top1"] <= metrics["top5"] <= 100
+    split = json.loads((runs["fewshot"] / "fewshot_split.json").read_text())
+    assert list(split["per_class"].values()) == [2, 2, 2]                      # K = 2 of each class
+    assert set(json.loads((workflow / "metrics.json").read_text())["stages"]) == {"pretrain", "zeroshot", "fewshot"}
