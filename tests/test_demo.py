@@ -39,6 +39,9 @@ def test_tiny_demo_reports_both_svm_figures(demo, tmp_path, capsys):
     rows = {line.split("  ")[0].strip(): line for line in out.splitlines() if line.startswith(("Pic@Point", "random"))}
     assert f"{pretrained['oa']:.2f}" in rows["Pic@Point pre-trained"] and str(runs[True]) in rows["Pic@Point pre-trained"]
     assert f"{random_init['oa']:.2f}" in rows["random init"] and str(runs[False]) in rows["random init"]
+    for row, metrics in ((rows["Pic@Point pre-trained"], pretrained), (rows["random init"], random_init)):
+        assert set(metrics["low_shot"]) == {"1", "5"}                      # the demo config's low-shot probes
+        assert all(f"{metrics['low_shot'][k]['oa_mean']:.2f} ± " in row for k in ("1", "5"))
     assert str(pretrain_run) in out and "total time:" in out
     views = tmp_path / "data" / "views"
     assert len((views / "train.txt").read_text().splitlines()) == 2 * len(CLASSES) and not (views / "test.txt").exists()

@@ -119,16 +119,19 @@ def run_main(cfg_path: Path, extra: List[str], root_dir: str) -> Dict[str, Any]:
 
 
 def table(rows: List[Tuple[str, Dict[str, Any]]], pretrain: Dict[str, Any], seconds: float) -> str:
-    """The final report: SVM OA/mAcc of both encoders, the run folders and the total time.
+    """The final report: SVM OA/mAcc (and low-shot OA) of both encoders, the run folders and the total time.
 
     Args:
         rows: ``(encoder name, metrics.json of its svm run)``, in display order.
         pretrain: ``metrics.json`` of the pre-training run.
         seconds: the demo's wall time so far.
     """
-    lines = [f"{'encoder':<24}{'SVM OA':>8}{'SVM mAcc':>10}{'C':>8}  run folder"]
+    shots = list(rows[0][1].get("low_shot", {}))
+    lines = [f"{'encoder':<24}{'SVM OA':>8}{'SVM mAcc':>10}{'C':>8}"
+             + "".join(f"{f'{k}-shot OA':>16}" for k in shots) + "  run folder"]
     for name, m in rows:
-        lines.append(f"{name:<24}{m['oa']:>8.2f}{m['macc']:>10.2f}{m['C']:>8g}  {m['run_dir']}")
+        low = "".join(f"{m['low_shot'][k]['oa_mean']:>9.2f} ± {m['low_shot'][k]['oa_std']:<4.1f}" for k in shots)
+        lines.append(f"{name:<24}{m['oa']:>8.2f}{m['macc']:>10.2f}{m['C']:>8g}{low}  {m['run_dir']}")
     lines.append(f"pre-training: {pretrain['epochs']} epochs, best loss {pretrain['best_loss']:.3f}, "
                  f"{pretrain['seconds']:.0f} s, {pretrain['run_dir']}")
     lines.append(f"total time: {int(seconds // 60)} min {seconds % 60:.0f} s")
