@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-points", type=int, default=1024)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=16, help="clouds per forward pass")
+    parser.add_argument("--per-class-train", type=int, default=None,
+                        help="use the first N training clouds of each class (default: all)")
     parser.add_argument("--shots", type=int, nargs="*", default=[1, 5], help="low-shot SVMs: k per class")
     parser.add_argument("--draws", type=int, default=10)
     args = parser.parse_args(argv)
@@ -91,23 +93,30 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    keep = {"train": np.arange(len(splits["train"])), "test": np.arange(len(splits["test"]))}
+    if args.per_class_train:
+        labels = splits["train"].labels
+        keep["train"] = np.sort(np.concatenate([np.flatnonzero(labels == c)[:args.per_class_train]
+                                                for c in np.unique(labels)]))
     rows = []
     for reduction, dilation in args.settings:
         name = f"{reduction}:{dilation}"
         data = {}
         for split, dataset in splits.items():
-            cache = Path(args.cache) / f"{reduction}-R{dilation}-{args.image_size}px-{args.num_points}-{split}.npz"
+            rows_used = keep[split]
+            cache = Path(args.cache) / (f"{reduction}-R{dilation}-{args.image_size}px-{args.num_points}-{split}"
+                                        f"{len(rows_used)}.npz")
             if cache.is_file():
                 stored = np.load(cache)
                 data[split] = (stored["features"], stored["labels"], float(stored["coverage"]))
                 continue
-            features, coverage = encode_split(normalise(dataset.points), (reduction, dilation), args.image_size,
-                                              args.batch, f"{name} {split}")
+            features, coverage = encode_split(normalise(dataset.points[rows_used]), (reduction, dilation),
+                                              args.image_size, args.batch, f"{name} {split}")
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, features=features, labels=dataset.labels, coverage=coverage)
+            np.savez(tmp, features=features, labels=dataset.labels[rows_used], coverage=coverage)
             os.replace(tmp, cache)
-            data[split] = (features, dataset.labels, coverage)
+            data[split] = (features, dataset.labels[rows_used], coverage)
         (train_x, train_y, coverage), (test_x, test_y, _) = data["train"], data["test"]
         probe = linear_probe(train_x, train_y, test_x, test_y, cs=(0.001, 0.01, 0.1, 1.0), folds=5)
         low = low_shot_probe(train_x, train_y, test_x, test_y, c=probe["C"], shots=args.shots, draws=args.draws) \
@@ -116,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                      "oa": probe["oa"], "macc": probe["macc"], "C": probe["C"], "low_shot": low})
     result = {"data_dir": os.path.abspath(args.data_dir), "image_size": args.image_size,
               "num_points": args.num_points, "views": "orthogonal6", "encoder": "tf_efficientnet_lite0 (ImageNet)",
-              "train": len(splits["train"]), "test": len(splits["test"]), "seconds": round(time.time() - started, 1),
+              "train": len(keep["train"]), "test": len(keep["test"]), "seconds": round(time.time() - started, 1),
               "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
