@@ -12,12 +12,12 @@ TINY_CLIP = "tiny-clip-test"
 if TINY_CLIP not in open_clip.list_models():
     open_clip.add_model_config(MODEL_CONFIGS)
 
-from .encoders import (DEPTH_ENCODER_KEY, ClipModel, depth_encoder_state, load_clip, load_clip_from_cfg,  # noqa: E402
-                       load_depth_encoder, text_tower_fingerprint, trainable_visual_copy)
+from .encoders import (DEPTH_ENCODER_KEY, ClipModel, depth_encoder_state, encode_views, load_clip,  # noqa: E402
+                       load_clip_from_cfg, load_depth_encoder, text_tower_fingerprint, trainable_visual_copy)
 from .prompts import TEMPLATES, class_text, format_prompts, resolve_templates  # noqa: E402
 from .text_features import encode_prompts, text_cache_key, text_classifier  # noqa: E402
 
 __all__ = ["DEPTH_ENCODER_KEY", "TEMPLATES", "TINY_CLIP", "ClipModel", "class_text", "depth_encoder_state",
-           "encode_prompts", "format_prompts", "load_clip", "load_clip_from_cfg", "load_depth_encoder",
+           "encode_prompts", "encode_views", "format_prompts", "load_clip", "load_clip_from_cfg", "load_depth_encoder",
            "resolve_templates", "text_cache_key", "text_classifier", "text_tower_fingerprint",
            "trainable_visual_copy"]

@@ -250,3 +250,14 @@ def depth_encoder_state(visual: nn.Module) -> Dict[str, torch.Tensor]:
         visual: the depth encoder (a CLIP visual tower).
     """
     return {DEPTH_ENCODER_KEY: {k: v.detach().cpu() for k, v in visual.state_dict().items()}}
+
+
+def encode_views(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Image features (B, V, D) of views (B, V, 3, H, W), one forward pass over all B x V images.
+
+    Args:
+        encoder: a CLIP visual tower (images -> (N, D)).
+        images: CLIP-normalised views.
+    """
+    b, v = images.shape[:2]
+    return encoder(images.flatten(0, 1)).float().view(b, v, -1)

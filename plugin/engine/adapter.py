@@ -18,7 +18,8 @@ from openpoints.models import build_model_from_cfg
 from openpoints.utils import EasyConfig
 from torch import nn
 
-from ..clip import ClipModel, load_clip_from_cfg, load_depth_encoder, resolve_templates, text_classifier
+from ..clip import (ClipModel, encode_views, load_clip_from_cfg, load_depth_encoder, resolve_templates,
+                    text_classifier)
 from ..errors import BadInputError, ConfigError, WeightsNotFoundError
 from ..eval import zero_shot_metrics
 from ..eval.zero_shot import topk_accuracy
@@ -117,12 +118,10 @@ def encode_paths(points: torch.Tensor, renderer: DepthRenderer,
         renderer: the depth renderer (V views).
         encoders: path name -> frozen image encoder, from :func:`frozen_path_encoders`.
     """
-    images = renderer(points.float())
-    b, v = images.shape[:2]
-    flat, done = images.flatten(0, 1), {}
+    images, done = renderer(points.float()), {}
     for encoder in encoders.values():
         if id(encoder) not in done:
-            done[id(encoder)] = F.normalize(encoder(flat).float(), dim=-1).view(b, v, -1)
+            done[id(encoder)] = F.normalize(encode_views(encoder, images), dim=-1)
     return {path: done[id(encoder)] for path, encoder in encoders.items()}
 
 

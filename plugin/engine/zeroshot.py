@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..clip import ClipModel, load_clip_from_cfg, load_depth_encoder, resolve_templates, text_classifier
+from ..clip import (ClipModel, encode_views, load_clip_from_cfg, load_depth_encoder, resolve_templates,
+                    text_classifier)
 from ..errors import ConfigError
 from ..eval import zero_shot_logits, zero_shot_metrics
 from ..render import DepthRenderer
@@ -65,18 +65,6 @@ def class_names_of(dataset: Any, override: Optional[Sequence[str]] = None) -> Li
     return [str(name) for name in names]
 
 
-@torch.no_grad()
-def encode_views(encoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Image features (B, V, D) of views (B, V, 3, H, W), one forward pass over all B x V images.
-
-    Args:
-        encoder: a CLIP visual tower (images -> (N, D)).
-        images: CLIP-normalised views.
-    """
-    b, v = images.shape[:2]
-    return encoder(images.flatten(0, 1)).float().view(b, v, -1)
-
-
 @RUNNERS.register_module(name="zeroshot")
 class ZeroShotRunner(Runner):
     """Zero-shot classification of ``zeroshot.split`` with CLIP text features of the dataset's class names.
@@ -113,7 +101,8 @@ class ZeroShotRunner(Runner):
             if int(data["y"].max()) >= len(class_names):
                 raise ConfigError(f"Label {int(data['y'].max())} has no class name ({len(class_names)} names): "
                                   f"set zeroshot.class_names to all class names in label order.")
-            features = encode_views(encoder, renderer(data["pos"].float()))
+            with torch.no_grad():
+                features = encode_views(encoder, renderer(data["pos"].float()))
             logits.append(zero_shot_logits(features, text).cpu())
             labels.append(data["y"].cpu())
         logits, labels = torch.cat(logits), torch.cat(labels)

@@ -90,6 +90,16 @@ def cv_folds(y: np.ndarray, folds: int) -> int:
     return min(int(folds), smallest)
 
 
+def svm_pipeline(seed: int, c: float = 1.0) -> Pipeline:
+    """``StandardScaler`` followed by a ``LinearSVC`` with ``C = c``, seeded.
+
+    Args:
+        seed: the solver's random state.
+        c: the SVM's ``C`` (the grid search of :func:`fit_linear_svm` sets it).
+    """
+    return Pipeline([("scale", StandardScaler()), ("svm", LinearSVC(C=c, max_iter=MAX_ITER, random_state=seed))])
+
+
 def fit_linear_svm(train_x: np.ndarray, train_y: np.ndarray, cs: Sequence[float] = DEFAULT_CS, folds: int = 5,
                    seed: int = 0) -> Tuple[Pipeline, float, Dict[float, float]]:
     """Fit ``StandardScaler`` + ``LinearSVC`` with the ``C`` of best stratified k-fold CV accuracy.
@@ -108,8 +118,7 @@ def fit_linear_svm(train_x: np.ndarray, train_y: np.ndarray, cs: Sequence[float]
     cs = check_search(cs, folds)
     x, y = check_features(train_x, train_y, "training")
     n_folds = cv_folds(y, folds)
-    svm = Pipeline([("scale", StandardScaler()), ("svm", LinearSVC(max_iter=MAX_ITER, random_state=seed))])
-    search = GridSearchCV(svm, {"svm__C": cs}, scoring="accuracy", refit=True, error_score="raise",
+    search = GridSearchCV(svm_pipeline(seed), {"svm__C": cs}, scoring="accuracy", refit=True, error_score="raise",
                           cv=StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -194,10 +203,9 @@ def low_shot_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
         scores = []
         for i in range(int(draws)):
             rows = draw_per_class(y, int(k), np.random.default_rng(seed + i))
-            svm = Pipeline([("scale", StandardScaler()), ("svm", LinearSVC(C=c, max_iter=MAX_ITER, random_state=seed))])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                scores.append(score(svm.fit(x[rows], y[rows]), test_x, test_y))
+                scores.append(score(svm_pipeline(seed, c).fit(x[rows], y[rows]), test_x, test_y))
         oa, macc = np.array([s["oa"] for s in scores]), np.array([s["macc"] for s in scores])
         out[str(int(k))] = {"oa_mean": float(oa.mean()), "oa_std": float(oa.std()), "macc_mean": float(macc.mean()),
                             "draws": int(draws)}

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from openpoints.models.build import MODELS
 from torch import nn
 
-from ..clip import (ClipModel, depth_encoder_state, load_clip_from_cfg, resolve_templates, text_classifier,
-                    trainable_visual_copy)
+from ..clip import (ClipModel, depth_encoder_state, encode_views, load_clip_from_cfg, resolve_templates,
+                    text_classifier, trainable_visual_copy)
 from ..errors import BadInputError, ConfigError
 from ..eval.zero_shot import zero_shot_logits
 from ..losses import SigmaBalancedLoss
@@ -159,9 +159,7 @@ class CLIP2Point(nn.Module):
             points: (B, N, 3) clouds, centred and in the unit sphere.
             class_names: the C class names, in label order.
         """
-        images = self.renderer(points)                                   # (B, V, 3, H, W)
-        b, v = images.shape[:2]
-        features = self.depth_encoder(images.flatten(0, 1)).view(b, v, -1)
+        features = encode_views(self.depth_encoder, self.renderer(points))   # (B, V, D)
         return zero_shot_logits(features, self.text_features(class_names))
 
     def export_state(self) -> Dict[str, Any]:

@@ -25,17 +25,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("pointnet2_ops was built without its CUDA kernels")
 
 
-@pytest.fixture(params=["native", "reference"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test once per backend; the reference run hides the compiled extension."""
-    if request.param == "native":
-        if _native._C is None:
-            pytest.skip(f"native extension unavailable: {_native._reason}")
-    else:
-        monkeypatch.setattr(_native, "_C", None)
-    return request.param
-
-
 @pytest.fixture
 def ext() -> ModuleType:
     """The compiled extension ``pointnet2_ops._C``; skips if it failed to build."""

@@ -14,6 +14,25 @@ IDX3 = torch.zeros(2, 5, 3, dtype=torch.int32)
 INT_XYZ = torch.ones(2, 10, 3, dtype=torch.int64)
 CHANNELS_FIRST = torch.rand(2, 3, 10)
 WEIGHT = torch.rand(2, 5, 3)
+PIXELS = torch.rand(2, 10, 3)
+
+
+def _splat_cases(name: str, op) -> list:
+    """The argument checks shared by the two splatting ops, ``op(pixels, height, width, footprint)``."""
+    return [
+        (f"{name}-list", lambda: op([[0.0, 0.0, 1.0]], 4, 4, 1), ["`pixels` must be a torch.Tensor", "list"]),
+        (f"{name}-rank", lambda: op(torch.rand(10, 3), 4, 4, 1), ["`pixels` must have shape (B, N, 3)", "(10, 3)"]),
+        (f"{name}-last-dim", lambda: op(torch.rand(2, 10, 2), 4, 4, 1), ["`pixels` must have shape (B, N, 3)"]),
+        (f"{name}-int-dtype", lambda: op(torch.ones(2, 10, 3, dtype=torch.int64), 4, 4, 1),
+         ["`pixels` must be a floating-point tensor", "torch.int64"]),
+        (f"{name}-non-contiguous", lambda: op(torch.rand(2, 3, 10).transpose(1, 2), 4, 4, 1),
+         ["`pixels` is not contiguous"]),
+        (f"{name}-empty", lambda: op(torch.rand(2, 0, 3), 4, 4, 1), ["`pixels` is empty"]),
+        (f"{name}-height-zero", lambda: op(PIXELS, 0, 4, 1), ["`height` must be positive, got 0"]),
+        (f"{name}-width-float", lambda: op(PIXELS, 4, 4.0, 1), ["`width` must be an int, got float"]),
+        (f"{name}-footprint-zero", lambda: op(PIXELS, 4, 4, 0), ["`footprint` must be positive, got 0"]),
+    ]
+
 
 CASES = [
     # not a tensor
@@ -99,6 +118,8 @@ CASES = [
     ("query-and-group-no-features",
      lambda: pointnet2_utils.QueryAndGroup(0.2, 4, use_xyz=False)(XYZ, XYZ),
      ["`features` is None but use_xyz=False"]),
+    *_splat_cases("rasterize", ops.rasterize_points),
+    *_splat_cases("splat-weighted", ops.splat_weighted_depth),
 ]
 
 

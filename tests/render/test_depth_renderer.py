@@ -21,22 +21,10 @@ from plugin.render import (
 from plugin.render.cameras import project
 from plugin.render.depth_renderer import CLIP_MEAN, CLIP_STD
 from plugin.render.view_sets import orthogonal_and_corner_views, orthogonal_views
-from pointnet2_ops import _native
 
 from .random_geometry import unit_ball_clouds
 
 DILATIONS = [1, 2, 3, 4]
-
-
-@pytest.fixture(params=["native", "reference"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test once per op backend; the reference run hides the compiled extension."""
-    if request.param == "native":
-        if _native._C is None:
-            pytest.skip(f"native extension unavailable: {_native._reason}")
-    else:
-        monkeypatch.setattr(_native, "_C", None)
-    return request.param
 
 
 def bf_render(points: torch.Tensor, view: torch.Tensor, proj: torch.Tensor, size: int,
