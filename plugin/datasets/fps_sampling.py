@@ -12,6 +12,8 @@ from tqdm import tqdm
 
 from ..ops import pointnet2_utils
 
+LOGGER = logging.getLogger(__name__)  # a child of the run's "plugin" logger
+
 CACHE_HOME = Path("~/.cache/openpoints-plugin")
 
 # (resolved source path, its mtime in ns, its size, num_points) -> downsampled clouds
@@ -85,7 +87,7 @@ def _load_disk_cache(source: Path, num_points: int, expected: Tuple[int, ...]) -
             except (OSError, ValueError):
                 continue
             if cached.shape == expected:
-                logging.info("Loaded FPS cache %s", path)
+                LOGGER.info("Loaded FPS cache %s", path)
                 return cached
     return None
 
@@ -99,8 +101,8 @@ def _save_disk_cache(clouds: np.ndarray, path: Path) -> None:
             tmp_name = tmp.name
             np.save(tmp, clouds)
         os.replace(tmp_name, path)
-        logging.info("Saved FPS cache %s", path)
+        LOGGER.info("Saved FPS cache %s", path)
     except OSError as exc:
         if tmp_name is not None:
             Path(tmp_name).unlink(missing_ok=True)
-        logging.warning("Could not write FPS cache %s (%s); it will be recomputed next time.", path, exc)
+        LOGGER.warning("Could not write FPS cache %s (%s); it will be recomputed next time.", path, exc)

@@ -19,6 +19,8 @@ from ..errors import BadInputError, ConfigError, DataNotFoundError
 from .h5_clouds import read_labelled_clouds
 from .validation import check_cloud, check_labels, check_num_points, check_positive_points, resolve_split
 
+LOGGER = logging.getLogger(__name__)  # a child of the run's "plugin" logger
+
 # Official order: the label of a shape is its class's index here.
 MODELNET40_CLASSES = [
     "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car", "chair", "cone",
@@ -130,7 +132,7 @@ class ModelNet40NormalResampled(_InMemoryModelNet):
         for i, path in enumerate(tqdm(paths, desc=f"ModelNet{num_classes} {self.split}", unit="shape", disable=None)):
             clouds[i] = _read_shape(path, num_points)
         self.points, self.normals = clouds[..., :3], clouds[..., 3:]
-        logging.info("Loaded ModelNet%d %s: %d shapes of %d points", num_classes, self.split, len(self), num_points)
+        LOGGER.info("Loaded ModelNet%d %s: %d shapes of %d points", num_classes, self.split, len(self), num_points)
 
     @staticmethod
     def _find_root(data_dir: Path, num_classes: int) -> Tuple[Path, bool]:
@@ -218,7 +220,7 @@ class ModelNet40Ply2048(_InMemoryModelNet):
         self.labels = np.concatenate([part.labels for part in parts])
         self.normals = (np.concatenate([part.normals[:, :num_points] for part in parts])
                         if all(part.normals is not None for part in parts) else None)
-        logging.info("Loaded ModelNet40Ply2048 %s: %d clouds of %d points", self.split, len(self), num_points)
+        LOGGER.info("Loaded ModelNet40Ply2048 %s: %d clouds of %d points", self.split, len(self), num_points)
 
     @staticmethod
     def _find_folder(data_dir: Path) -> Path:

@@ -13,6 +13,8 @@ from .fps_sampling import cached_fps_downsample
 from .h5_clouds import read_labelled_clouds
 from .validation import check_labels, check_num_points, resolve_split
 
+LOGGER = logging.getLogger(__name__)  # a child of the run's "plugin" logger
+
 SCANOBJECTNN_CLASSES = [
     "bag", "bin", "box", "cabinet", "chair", "desk", "display", "door",
     "shelf", "table", "bed", "pillow", "sink", "sofa", "toilet",
@@ -68,7 +70,7 @@ class ScanObjectNN(Dataset):
             self.points = cached_fps_downsample(clouds.points, num_points, self.h5_path, to_disk=cache_fps)
         else:
             self.points = np.ascontiguousarray(clouds.points[:, :num_points])
-        logging.info("Loaded ScanObjectNN %s %s: %d clouds", variant, self.split, len(self))
+        LOGGER.info("Loaded ScanObjectNN %s %s: %d clouds", variant, self.split, len(self))
 
     def _h5_path(self, data_dir: Path, variant: str, partition: str) -> Path:
         """The h5 file of ``variant`` for ``partition`` (``training`` or ``test``) under ``data_dir``."""

@@ -114,26 +114,41 @@ def perspective(
     return out
 
 
+def _affine(matrix: Tensor, coords: Sequence[Tensor], row: int) -> Tensor:
+    """Row ``row`` of ``matrix @ [*coords, 1]`` as explicit element-wise products and sums.
+
+    Element-wise arithmetic in a fixed order gives every point the same rounding whatever the
+    batch layout, device kernel or BLAS, unlike a matmul whose reduction order depends on the
+    shapes. ``matrix`` is (..., 4, 4) and each coordinate (..., N).
+    """
+    m = matrix[..., row, :].unsqueeze(-2)  # (..., 1, 4)
+    return ((m[..., 0] * coords[0] + m[..., 1] * coords[1]) + m[..., 2] * coords[2]) + m[..., 3]
+
+
 def project(points: Tensor, view: Tensor, proj: Tensor) -> tuple[Tensor, Tensor]:
     """Image coordinates and depth of points seen by one camera per cloud.
 
+    The one projection of the project: the renderers, the point-to-pixel mapping and the
+    augmentation all call it, and it computes each point with the same element-wise arithmetic
+    whatever the batch shape, so their pixels agree exactly by construction.
+
     Args:
-        points: (B, N, 3) world coordinates.
-        view: (B, 4, 4) world-to-camera matrices.
-        proj: (B, 4, 4) camera-to-clip matrices.
+        points: (..., N, 3) world coordinates.
+        view: (..., 4, 4) world-to-camera matrices, broadcast against the leading dims of
+            ``points`` (e.g. (B, 4, 4) for (B, N, 3) points, or (B, V, 4, 4) for (B, 1, N, 3)).
+        proj: (..., 4, 4) camera-to-clip matrices, broadcast likewise.
 
     Returns:
-        ``(uv, depth)``: (B, N, 2) image coordinates (u right, v down; inside the image when
-        both are in [0, 1)) and (B, N) depth ``-z_camera`` (<= 0 behind the camera, where uv is
-        meaningless).
+        ``(uv, depth)``: (..., N, 2) image coordinates (u right, v down; inside the image when
+        both are in [0, 1)) and (..., N) depth ``-z_camera`` (<= 0 behind the camera, where uv
+        is meaningless).
     """
-    rotation, translation = view[:, :3, :3], view[:, :3, 3]
-    cam = points @ rotation.transpose(1, 2) + translation.unsqueeze(1)  # (B, N, 3)
-    cam_h = torch.cat([cam, torch.ones_like(cam[..., :1])], dim=-1)
-    clip = cam_h @ proj.transpose(1, 2)  # (B, N, 4)
-    ndc = clip[..., :2] / clip[..., 3:]
-    uv = torch.stack([(ndc[..., 0] + 1) / 2, (1 - ndc[..., 1]) / 2], dim=-1)
-    return uv, -cam[..., 2]
+    world = points.unbind(-1)
+    cam = [_affine(view, world, i) for i in range(3)]  # camera coordinates
+    clip = [_affine(proj, cam, i) for i in (0, 1, 3)]  # clip x, y, w
+    ndc_x, ndc_y = clip[0] / clip[2], clip[1] / clip[2]
+    uv = torch.stack([(ndc_x + 1) / 2, (1 - ndc_y) / 2], dim=-1)
+    return uv, -cam[2]
 
 
 def rotation_of(view: Tensor) -> Tensor:

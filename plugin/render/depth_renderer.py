@@ -123,7 +123,7 @@ def project_to_pixels(points: Tensor, view: Tensor, proj: Tensor, image_size: in
     """
     points = _check_points(points)
     size = _positive_int("image_size", image_size)
-    b, n, _ = points.shape
+    b = points.shape[0]
     view = _cameras_per_cloud(view, "view", b)
     proj = _cameras_per_cloud(proj, "proj", b)
     if view.shape[1] != proj.shape[1]:
@@ -131,10 +131,8 @@ def project_to_pixels(points: Tensor, view: Tensor, proj: Tensor, image_size: in
             f"`view` has {view.shape[1]} cameras but `proj` has {proj.shape[1]}; pass one "
             "projection per view."
         )
-    v = view.shape[1]
-    flat = points.unsqueeze(1).expand(b, v, n, 3).reshape(b * v, n, 3)
-    uv, depth = project(flat, view.reshape(b * v, 4, 4).to(points), proj.reshape(b * v, 4, 4).to(points))
-    return torch.stack([uv[..., 0] * size, uv[..., 1] * size, depth], dim=-1).view(b, v, n, 3)
+    uv, depth = project(points.unsqueeze(1), view.to(points), proj.to(points))  # (B, V, N, .)
+    return torch.stack([uv[..., 0] * size, uv[..., 1] * size, depth], dim=-1)
 
 
 def render_depth(

@@ -239,3 +239,19 @@ def test_modelnet_features_order() -> None:
     data = {"pos": torch.zeros(4, 3), "normals": torch.ones(4, 3), "heights": torch.full((4, 1), 2.0)}
     assert modelnet40.modelnet_features(data, use_normals=True)[0].tolist() == [0, 0, 0, 1, 1, 1, 2]
     assert modelnet40.modelnet_features(data, use_normals=False)[0].tolist() == [0, 0, 0, 2]
+
+
+def test_load_line_reaches_the_run_log(modelnet_txt_dir: Path, tmp_path: Path) -> None:
+    # The run folder sends the "plugin" logger to log.txt; dataset lines must go there, not to the root logger.
+    from plugin.engine.run_folder import LOGGER, RunFolder
+
+    folder = RunFolder(str(tmp_path / "run"))  # attaches log.txt
+    try:
+        ModelNet40NormalResampled(modelnet_txt_dir, "test", num_points=32)
+        for handler in LOGGER.handlers:
+            handler.flush()
+        assert f"Loaded ModelNet40 test: {N_TEST} shapes of 32 points" in Path(folder.file("log.txt")).read_text()
+    finally:
+        for handler in list(LOGGER.handlers):
+            LOGGER.removeHandler(handler)
+            handler.close()
