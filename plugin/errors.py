@@ -27,3 +27,7 @@ class WeightsNotFoundError(UserError, FileNotFoundError):
 
 class BadInputError(UserError, ValueError):
     """Input data is unusable (empty or non-finite point cloud, wrong shape)."""
+
+
+class BadCheckpointError(UserError, ValueError):
+    """A checkpoint file is corrupt, foreign, or unsafe to unpickle; the message names the key to set."""

@@ -17,10 +17,9 @@ import sys
 import time
 from typing import Any, Dict, Optional
 
-import torch
 import yaml
 
-from ..errors import WeightsNotFoundError
+from ..io import read_checkpoint
 from . import atomic_io
 
 LOGGER = logging.getLogger("plugin")
@@ -90,8 +89,6 @@ class RunFolder:
 
 
 def load_checkpoint(path: str, key: str = "load_path") -> Dict[str, Any]:
-    """Load a checkpoint on CPU; a missing file names the config ``key`` to set."""
-    if not path or not os.path.isfile(path):
-        raise WeightsNotFoundError(f"Checkpoint '{path}' does not exist: set {key} to a ckpt_latest.pth or "
-                                   f"ckpt_best.pth of a finished run (they live in log/<task>/<exp>-<time>/).")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """Load a checkpoint on CPU without running code from it; a bad or missing file names ``key`` to set."""
+    return read_checkpoint(path, key, "a ckpt_latest.pth or ckpt_best.pth of a finished run "
+                                      "(they live in log/<task>/<exp>-<time>/)")

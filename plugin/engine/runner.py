@@ -3,9 +3,9 @@ import logging
 import time
 from typing import Any, Dict
 
-import numpy as np
 import torch
 
+from ..io import restore_rng_state, rng_state_for_checkpoint
 from . import builders
 from .run_folder import RunFolder
 
@@ -63,15 +63,14 @@ class EpochRunner(Runner):
     def checkpoint_state(self, epoch: int, **extra: Any) -> Dict[str, Any]:
         """Model, optimizer, epoch, RNG states, config and ``extra`` figures, after ``epoch`` finished."""
         return {"mode": self.resume_mode, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "epoch": epoch, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+                "epoch": epoch, "rng": rng_state_for_checkpoint(),
                 "cfg": self.cfg.dict(), **extra}
 
     def restore(self, state: Dict[str, Any]) -> None:
         """Continue from ``state``: weights, optimizer, RNG states, and the next epoch."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
+        restore_rng_state(state["rng"])
         self.start_epoch = state["epoch"] + 1
         LOGGER.info(f"resumed after epoch {state['epoch']}")
 

@@ -1,0 +1,94 @@
+"""Reading checkpoint files without running code from them.
+
+``torch.load(weights_only=True)`` rebuilds only tensors, plain containers, numbers and strings:
+a pickle that names any other global (``os.system``, say) is refused before anything runs, so a
+checkpoint from someone else can never execute code. Everything this project writes fits that
+(:func:`rng_state_for_checkpoint` stores NumPy's RNG state as a tensor). Checkpoints written
+before that stored the NumPy state as a tuple with an ``ndarray``; the NumPy globals such an
+array needs (:data:`_LEGACY_NUMPY_GLOBALS`, the ones torch documents for arrays) are the only
+extra names allowed, so those files still load.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict
+
+import numpy as np
+import torch
+
+from ..errors import BadCheckpointError, WeightsNotFoundError
+
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # NumPy 1.x
+    from numpy.core.multiarray import _reconstruct
+
+_LEGACY_NUMPY_GLOBALS = [
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.uint32)),  # numpy.dtypes.UInt32DType: the dtype of the state's keys
+    (_reconstruct, "numpy.core.multiarray._reconstruct"),   # the name NumPy 1.x writes
+    (_reconstruct, "numpy._core.multiarray._reconstruct"),  # the name NumPy 2.x writes
+]
+_ALLOWED = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in _LEGACY_NUMPY_GLOBALS}
+
+
+def _foreign_globals(path: str) -> list[str]:
+    """Globals the pickle in ``path`` names beyond torch's safe set and ours, found without unpickling."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a zip checkpoint: torch.load below refuses it and says why
+        return []
+    return sorted(set(names) - _ALLOWED)
+
+
+def read_checkpoint(path: str | os.PathLike | None, key: str, hint: str = "a checkpoint written by this project"
+                    ) -> Dict[str, Any]:
+    """The dict stored in ``path``, loaded on CPU without running code.
+
+    Args:
+        path: the checkpoint file.
+        key: the config key (or command-line option) that named ``path``, for the messages.
+        hint: what ``key`` should point to, for the messages.
+
+    Raises:
+        WeightsNotFoundError: ``path`` is not a file.
+        BadCheckpointError: the file is not a torch checkpoint, is truncated, is not a dict, or names
+            globals other than tensors and plain containers (it would run code).
+    """
+    if not path or not os.path.isfile(path):
+        raise WeightsNotFoundError(f"Checkpoint '{path}' does not exist: set {key} to {hint}.")
+    foreign = _foreign_globals(str(path))
+    if foreign:
+        raise BadCheckpointError(f"'{path}' names {foreign[0]}, not only tensors and plain containers, so it was "
+                                 f"not loaded (unpickling it could run code): set {key} to {hint}.")
+    try:
+        with torch.serialization.safe_globals(_LEGACY_NUMPY_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unreadable file: corrupt, truncated, foreign (weights_only refuses it too)
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise BadCheckpointError(f"'{path}' is not a readable torch checkpoint ({reason}): set {key} to "
+                                 f"{hint}.") from None
+    if not isinstance(state, dict):
+        raise BadCheckpointError(f"'{path}' holds a {type(state).__name__}, not a checkpoint dict: set {key} to "
+                                 f"{hint}.")
+    return state
+
+
+def rng_state_for_checkpoint() -> Dict[str, Any]:
+    """torch's and NumPy's global RNG states as tensors and numbers (loadable with ``weights_only``)."""
+    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}}
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    """Set torch's and NumPy's global RNGs from :func:`rng_state_for_checkpoint`'s dict (or the older
+    NumPy tuple form)."""
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        numpy_state = ("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                       numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+    np.random.set_state(numpy_state)
