@@ -14,8 +14,8 @@ setup(
     packages=find_packages(include=["plugin", "plugin.*"]),
     python_requires=">=3.9",
     install_requires=[
-        "torch>=2.1",
-        "torchvision>=0.16",
+        "torch>=2.5",  # torch.load(weights_only=True) with safe_globals (plugin.io.checkpoints)
+        "torchvision>=0.20",
         "openpoints==0.1.2",  # plugin.host patches this exact release
         "open_clip_torch>=2.20",
         "timm>=0.9",
