@@ -3,6 +3,7 @@
 Each builder checks the registry ``NAME`` first, so a wrong name is one sentence listing the valid
 ones instead of a ``KeyError`` deep inside OpenPoints.
 """
+import copy
 import random
 from typing import Any, Dict, Optional
 
@@ -63,7 +64,8 @@ def build_dataloader(cfg: Dict[str, Any], split: str, batch_size: Optional[int] 
                               f"{', '.join(sorted(DataTransforms.module_dict))}.")
     if batch_size is None:
         batch_size = cfg.batch_size if split == "train" else cfg.get("val_batch_size", cfg.batch_size)
-    loader = build_dataloader_from_cfg(batch_size, cfg.dataset, cfg.dataloader,
+    # a copy: OpenPoints' builder writes the built transform objects into the dataset config it is given
+    loader = build_dataloader_from_cfg(batch_size, copy.deepcopy(cfg.dataset), cfg.dataloader,
                                        datatransforms_cfg=cfg.get("datatransforms"), split=split,
                                        distributed=False)
     if shuffle is not None and shuffle != (split == "train"):

@@ -5,14 +5,14 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
-from openpoints.utils import ConfusionMatrix
+from openpoints.utils import ConfusionMatrix, EasyConfig
 from tqdm import tqdm
 
 from ..errors import BadInputError, ConfigError
 from . import builders
 from .batch import prepare_batch
 from .registry import RUNNERS
-from .run_folder import RunFolder, load_checkpoint
+from .run_folder import CHECKPOINTS, RunFolder, load_checkpoint
 from .runner import EpochRunner, Runner, count_parameters
 
 LOGGER = logging.getLogger("plugin")
@@ -126,30 +126,64 @@ class TrainRunner(EpochRunner):
                             "params_m": count_parameters(self.model) / 1e6})
 
 
+RESUME_KEYS = ("mode", "run_dir", "epochs", "root_dir", "task", "exp", "load_path")  # select or extend, nothing else
+
+
 @RUNNERS.register_module(name="resume")
 class ResumeRunner:
-    """Continue a killed or finished run in its own folder from its ``ckpt_latest.pth``.
+    """Continue a killed or finished run in its own folder, with the config it was started with.
 
     The run is ``run_dir`` if set, else the folder of ``load_path`` if set, else the newest run of
-    the same task and experiment. The checkpoint's ``mode`` (``train``, ``pretrain``, ...) picks the
-    runner that continues; ``epochs=N`` on the command line extends a finished run.
+    exactly the same task and experiment under ``root_dir``. It continues from its newest readable
+    checkpoint, whose ``mode`` (``train``, ``pretrain``, ...) picks the runner and whose stored config
+    is the run's config: the experiment file is not re-read, ``cfg.yaml`` is not rewritten, and the
+    only change accepted is ``epochs=N`` (to extend a finished run); any other override is refused.
+    A run that another live process is writing is refused too (see :class:`RunFolder`).
 
     Args:
-        cfg: the run config.
+        cfg: the command's config (only ``RESUME_KEYS`` are read from it).
     """
 
     def __init__(self, cfg: Dict[str, Any]):
         run_dir = cfg.get("run_dir") or (os.path.dirname(cfg.load_path) if cfg.get("load_path") else None)
         run_dir = run_dir or RunFolder.latest(cfg.root_dir, cfg.task, cfg.exp)
-        if not run_dir or not os.path.isfile(os.path.join(run_dir, "ckpt_latest.pth")):
+        if not run_dir or not any(os.path.isfile(os.path.join(run_dir, name)) for name in CHECKPOINTS):
             raise ConfigError(f"No run to resume for {cfg.task}/{cfg.exp} (looked in "
                               f"{run_dir or os.path.join(cfg.root_dir, cfg.task)}): set run_dir to a run folder "
                               f"holding ckpt_latest.pth, or start one with mode=train.")
-        state = load_checkpoint(os.path.join(run_dir, "ckpt_latest.pth"), key="run_dir")
-        self.runner = RUNNERS.get(state.get("mode", "train"))(cfg, RunFolder(run_dir), state)
+        changes = [o for o in cfg.get("overrides") or [] if o.lstrip("-+").split("=", 1)[0] not in RESUME_KEYS]
+        if changes:
+            raise ConfigError(f"mode=resume continues a run with the config it was started with, so '{changes[0]}' "
+                              f"cannot be applied: drop it (resume accepts only epochs=N to extend the run and "
+                              f"run_dir=... to pick one), or start a new run with it.")
+        folder = RunFolder(run_dir)  # takes the run's lock: a live writer is refused here
+        path, state = folder.newest_checkpoint()
+        if state is None or not isinstance(state.get("cfg"), dict):
+            folder.release()
+            raise ConfigError(f"No readable checkpoint with its run config in {run_dir}: set run_dir to another "
+                              f"run folder, or start a new run.")
+        folder.sweep_partial_writes()
+        run_cfg = EasyConfig()
+        run_cfg.update(_plain_config(state["cfg"]))
+        extended = any(o.lstrip("-+").startswith("epochs=") for o in cfg.get("overrides") or [])
+        if extended:
+            run_cfg.epochs = cfg.epochs
+        LOGGER.info(f"resume: {os.path.basename(path)} after epoch {state['epoch']} of {run_dir}"
+                    + (f", extended to {run_cfg.epochs} epochs" if extended else ""))
+        self.runner = RUNNERS.get(state.get("mode") or "train")(run_cfg, folder, state)
 
     def run(self) -> Dict[str, Any]:
         return self.runner.run()
+
+
+def _plain_config(node: Any) -> Any:
+    """A stored config without the objects older runs left in it (OpenPoints wrote built transforms there)."""
+    if isinstance(node, dict):
+        return {key: _plain_config(value) for key, value in node.items()
+                if value is None or isinstance(value, (bool, int, float, str, list, tuple, dict))}
+    if isinstance(node, (list, tuple)):
+        return [_plain_config(item) for item in node]
+    return node
 
 
 @RUNNERS.register_module(name="test")
@@ -161,7 +195,10 @@ class TestRunner(Runner):
         path = cfg.get("load_path")
         if not path:
             latest = RunFolder.latest(cfg.root_dir, cfg.task, cfg.exp)
-            path = os.path.join(latest, "ckpt_best.pth") if latest else None
+            if latest is None:
+                raise ConfigError(f"No trained run of {cfg.task}/{cfg.exp} in {os.path.join(cfg.root_dir, cfg.task)}: "
+                                  f"set load_path to a ckpt_best.pth, or train one first with mode=train.")
+            path = os.path.join(latest, "ckpt_best.pth")
         state = load_checkpoint(path)
         model = builders.build_model(cfg).to(self.device)
         model.load_state_dict(state["model"])

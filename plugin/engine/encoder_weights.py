@@ -9,7 +9,6 @@ Accepted checkpoints:
 A ``module.`` prefix (``DataParallel``) is dropped.
 """
 import logging
-import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
@@ -67,16 +66,10 @@ def load_encoder_state(path: str, key: str) -> Dict[str, torch.Tensor]:
 
     Raises:
         WeightsNotFoundError: ``path`` is not set or does not exist.
-        ConfigError: the file is not a checkpoint or holds no encoder tensors.
+        BadCheckpointError: the file is not a readable checkpoint dict, or is unsafe to unpickle.
+        ConfigError: the checkpoint holds no encoder tensors.
     """
-    try:
-        state = load_checkpoint(path, key)
-    except (RuntimeError, pickle.UnpicklingError, EOFError) as e:
-        raise ConfigError(f"Checkpoint '{path}' could not be read ({e.__class__.__name__}): set {key} to a file "
-                          f"written by torch.save.") from None
-    if not isinstance(state, dict):
-        raise ConfigError(f"Checkpoint '{path}' holds a {type(state).__name__}, not a dict: set {key} to a "
-                          f"checkpoint with 'encoder' or 'model' tensors.")
+    state = load_checkpoint(path, key)
     if isinstance(state.get("encoder"), dict):
         return _strip_prefix(dict(state["encoder"]), "module.")
     model = _strip_prefix(dict(state.get("model", state)), "module.")

@@ -4,9 +4,10 @@
 a pickle that names any other global (``os.system``, say) is refused before anything runs, so a
 checkpoint from someone else can never execute code. Everything this project writes fits that
 (:func:`rng_state_for_checkpoint` stores NumPy's RNG state as a tensor). Checkpoints written
-before that stored the NumPy state as a tuple with an ``ndarray``; the NumPy globals such an
-array needs (:data:`_LEGACY_NUMPY_GLOBALS`, the ones torch documents for arrays) are the only
-extra names allowed, so those files still load.
+before that stored the NumPy state as a tuple with an ``ndarray`` and some figures as NumPy
+scalars, and their config held OpenPoints transform objects; the NumPy globals that rebuild
+arrays and scalars of plain dtypes (the ones torch documents for arrays) and OpenPoints' transform
+classes (:data:`_LEGACY_GLOBALS`) are the only extra names allowed, so those files still load.
 """
 from __future__ import annotations
 
@@ -15,22 +16,26 @@ from typing import Any, Dict
 
 import numpy as np
 import torch
+from openpoints.transforms.transforms_factory import Compose, DataTransforms
 
 from ..errors import BadCheckpointError, WeightsNotFoundError
 
 try:
-    from numpy._core.multiarray import _reconstruct
+    from numpy._core.multiarray import _reconstruct, scalar
 except ImportError:  # NumPy 1.x
-    from numpy.core.multiarray import _reconstruct
+    from numpy.core.multiarray import _reconstruct, scalar
 
 _LEGACY_NUMPY_GLOBALS = [
     np.ndarray,
     np.dtype,
-    type(np.dtype(np.uint32)),  # numpy.dtypes.UInt32DType: the dtype of the state's keys
-    (_reconstruct, "numpy.core.multiarray._reconstruct"),   # the name NumPy 1.x writes
-    (_reconstruct, "numpy._core.multiarray._reconstruct"),  # the name NumPy 2.x writes
+    *{type(np.dtype(t)) for t in (np.uint32, np.int64, np.float32, np.float64)},  # e.g. numpy.dtypes.UInt32DType
+    *[(f, f"numpy.{core}.multiarray.{f.__name__}")  # arrays and scalars, by the names NumPy 1.x and 2.x write
+      for f in (_reconstruct, scalar) for core in ("core", "_core")],
 ]
-_ALLOWED = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in _LEGACY_NUMPY_GLOBALS}
+# Checkpoints of older runs also stored, inside their config, the OpenPoints transform objects that
+# OpenPoints' dataloader builder wrote into it: plain data classes rebuilt without calling any code.
+_LEGACY_GLOBALS = _LEGACY_NUMPY_GLOBALS + [Compose, *DataTransforms.module_dict.values()]
+_ALLOWED = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in _LEGACY_GLOBALS}
 
 
 def _foreign_globals(path: str) -> list[str]:
@@ -63,7 +68,7 @@ def read_checkpoint(path: str | os.PathLike | None, key: str, hint: str = "a che
         raise BadCheckpointError(f"'{path}' names {foreign[0]}, not only tensors and plain containers, so it was "
                                  f"not loaded (unpickling it could run code): set {key} to {hint}.")
     try:
-        with torch.serialization.safe_globals(_LEGACY_NUMPY_GLOBALS):
+        with torch.serialization.safe_globals(_LEGACY_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file: corrupt, truncated, foreign (weights_only refuses it too)
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
