@@ -1,9 +1,10 @@
 """Generate the procedural shape dataset in the ``modelnet40_normal_resampled`` layout.
 
-Twelve classes of parametric objects (box, cylinder, cone, sphere, torus, table, chair, stool, lamp,
-bottle, mug, bed) with outward normals, each instance with its own proportions, pose and sampling
-(:mod:`plugin.datasets.procedural_shapes`). The output reads with ``ModelNet40NormalResampled``
-(default ``num_classes: 40``) and ``tools/render_views.py --source modelnet40_normal_resampled``.
+19 classes of parametric objects (box, cylinder, cone, sphere, torus, table, chair, stool, bench, desk,
+bookshelf, sofa, lamp, bottle, vase, cup, bowl, mug, bed) with outward normals, each instance with its own
+proportions, pose and sampling (:mod:`plugin.datasets.procedural_shapes`). The output reads with
+``ModelNet40NormalResampled`` (default ``num_classes: 40``) and ``tools/render_views.py --source
+modelnet40_normal_resampled``.
 Rerunning with the same settings does nothing; an interrupted run is completed.
 
 Example::

@@ -50,10 +50,12 @@ def load_source(source: str, data_dir: str, split: str, num_points: int, synset_
 
 
 def normalise(points: np.ndarray) -> np.ndarray:
-    """Centre xyz at the origin and scale it into the unit sphere; normals are kept."""
+    """Centre xyz at the origin and scale it into the unit sphere (the function the SVM probe applies too,
+    ``plugin.datasets.rendered_views.center_and_scale``); normals are kept."""
+    from plugin.datasets.rendered_views import center_and_scale
+
     out = points.astype(np.float32).copy()
-    out[:, :3] -= out[:, :3].mean(axis=0)
-    out[:, :3] /= max(float(np.linalg.norm(out[:, :3], axis=1).max()), 1e-9)
+    out[:, :3] = center_and_scale(out[:, :3])[0]
     return out
 
 

@@ -4,7 +4,7 @@ Examples::
 
     python tools/visualize.py correspondence --cfg cfgs/shapenet/pic_at_point-dgcnn.yaml \\
         --load_path log/shapenet/pic_at_point-dgcnn-<time>/ckpt_best.pth \\
-        --object data/views/modelnet40/test_00000 --view 0 --out heat.png
+        --object data/views/shapenet/02691156-<model> --view 0 --out heat.png
     python tools/visualize.py features --features log/modelnet40/<svm run>/features_train.npz \\
         log/modelnet40/<svm run>/features_test.npz --method tsne \\
         --classes ../shared/data/modelnet40_normal_resampled/modelnet40_shape_names.txt --out emb.png
@@ -83,9 +83,8 @@ def correspondence(args: argparse.Namespace) -> str:
     device = builders.select_device(cfg)
     model.to(device).eval()
     common = (cfg.get("dataset") or {}).get("common") or {}
-    backbone = model.image_backbone
     data = maps.model_input(obj, common.get("num_points"), bool(common.get("use_normals", False)),
-                            common.get("image_mean") or backbone.mean, common.get("image_std") or backbone.std)
+                            common.get("sampling", "random"))
     encoder_args = cfg.model.get("encoder_args") or {}
     data = prepare_batch(data, device, int(encoder_args.get("in_channels", 3)), feature_keys=cfg.get("feature_keys"))
     result = maps.correspondence(model, data, args.point)

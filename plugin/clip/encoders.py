@@ -1,9 +1,10 @@
 """Load an open_clip model from a config, offline by default, and copy its visual tower.
 
-``model.clip`` in a config is ``{name: ViT-B-16, pretrained: ...}`` where ``pretrained`` is
+``model.clip`` in a config is ``{name: ViT-B-32, pretrained: ...}`` (CLIP2Point's ViT-B/32 by default,
+:data:`DEFAULT_CLIP`) where ``pretrained`` is
 
 - a local checkpoint path (loads offline): an open_clip state dict (``.bin``, ``.pt``, ``.pth``,
-  ``.safetensors``) or OpenAI's TorchScript release (e.g. ``ViT-B-16.pt`` of the ``clip`` package);
+  ``.safetensors``) or OpenAI's TorchScript release (e.g. ``ViT-B-32.pt`` of the ``clip`` package);
 - an open_clip tag such as ``openai`` or ``laion2b_s34b_b88k`` (downloads, so only works online);
 - ``none`` (or null): random initialisation, for tests and smoke runs.
 
@@ -24,11 +25,13 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, WeightsNotFoundError
+from ..io import read_checkpoint
 
 LOGGER = logging.getLogger("plugin")
 CFG_KEY = "model.clip"
 DEPTH_ENCODER_KEY = "depth_encoder"  # checkpoint entry: state dict of the depth encoder (a CLIP visual tower)
 RANDOM_INIT = ("", "none", "null", "random")
+DEFAULT_CLIP = "ViT-B-32"  # CLIP2Point's backbone (Huang et al., Sec. 4 and the authors' release)
 
 
 @dataclass
@@ -37,7 +40,7 @@ class ClipModel:
 
     Attributes:
         model: the open_clip ``CLIP`` (``encode_image``, ``encode_text``, ``visual``).
-        name: open_clip model name, e.g. ``ViT-B-16``.
+        name: open_clip model name, e.g. ``ViT-B-32``.
         weights: where the weights came from: a path, an open_clip tag, or ``none``.
         tokenizer: text -> (T, context_length) token ids.
         image_mean: per-channel RGB mean of the image normalisation.
@@ -114,7 +117,7 @@ def _create(name: str, pretrained: Optional[str], key: str) -> nn.Module:
     """The open_clip model ``name`` with weights from ``pretrained`` (None: random), on the CPU."""
     if name not in open_clip.list_models():
         raise ConfigError(f"Unknown open_clip model '{name}' in {key}.name: set it to one of open_clip.list_models(), "
-                          f"e.g. ViT-B-16 or ViT-B-32.")
+                          f"e.g. ViT-B-32 or ViT-B-16.")
     if pretrained is None:
         LOGGER.warning(f"{key}.pretrained is none: CLIP {name} is randomly initialised (only for tests and smoke "
                        f"runs)")
@@ -141,18 +144,19 @@ def _create(name: str, pretrained: Optional[str], key: str) -> nn.Module:
         return open_clip.create_model(name, pretrained=pretrained)
     except ConfigError:
         raise
-    except (RuntimeError, KeyError, ValueError) as err:
-        raise ConfigError(f"CLIP weights '{pretrained}' do not fit open_clip model {name} ({type(err).__name__}): "
+    except Exception as err:  # corrupt, truncated or foreign files fail in many ways inside open_clip and torch
+        raise ConfigError(f"CLIP weights '{pretrained}' are unreadable or do not fit open_clip model {name} "
+                          f"({type(err).__name__}): "
                           f"set {key}.name to the model of that file or {key}.pretrained to a {name} "
                           f"checkpoint.") from err
 
 
-def load_clip(name: str = "ViT-B-16", pretrained: Optional[str] = None, frozen: bool = True,
+def load_clip(name: str = DEFAULT_CLIP, pretrained: Optional[str] = None, frozen: bool = True,
               device: Union[str, torch.device] = "cpu", key: str = CFG_KEY) -> ClipModel:
     """Build the open_clip model ``name`` with weights from ``pretrained`` (offline unless it is a tag).
 
     Args:
-        name: open_clip model name (``ViT-B-16``; ``tiny-clip-test`` is this package's tiny test model).
+        name: open_clip model name (``ViT-B-32``; ``tiny-clip-test`` is this package's tiny test model).
         pretrained: local checkpoint path, open_clip tag, or ``none``/None for random weights.
         frozen: put the model in eval mode with gradients off (the text and image towers of CLIP2Point).
         device: where the model goes.
@@ -185,20 +189,21 @@ def load_clip_from_cfg(clip_cfg: Optional[Mapping[str, Any]], device: Union[str,
     """:func:`load_clip` from a ``{name, pretrained}`` config block (``model.clip``).
 
     Args:
-        clip_cfg: the block; ``name`` defaults to ViT-B-16, ``pretrained`` is required (``none`` for random).
+        clip_cfg: the block; ``name`` defaults to :data:`DEFAULT_CLIP`, ``pretrained`` is required (``none`` for
+            random).
         device: where the model goes.
         key: the block's config key, for error messages.
     """
     if not isinstance(clip_cfg, Mapping):
-        raise ConfigError(f"{key} is not set: give it name (e.g. ViT-B-16) and pretrained (a local checkpoint path, "
-                          f"an open_clip tag, or none).")
+        raise ConfigError(f"{key} is not set: give it name (e.g. {DEFAULT_CLIP}) and pretrained (a local checkpoint "
+                          f"path, an open_clip tag, or none).")
     unknown = set(clip_cfg) - {"name", "pretrained", "frozen"}
     if unknown:
         raise ConfigError(f"Unknown key(s) {', '.join(sorted(unknown))} in {key}: use name, pretrained and frozen.")
     if "pretrained" not in clip_cfg:
         raise ConfigError(f"{key}.pretrained is not set: set it to a local checkpoint path of "
-                          f"{clip_cfg.get('name', 'ViT-B-16')}, an open_clip tag, or none for random weights.")
-    return load_clip(str(clip_cfg.get("name") or "ViT-B-16"), clip_cfg.get("pretrained"),
+                          f"{clip_cfg.get('name', DEFAULT_CLIP)}, an open_clip tag, or none for random weights.")
+    return load_clip(str(clip_cfg.get("name") or DEFAULT_CLIP), clip_cfg.get("pretrained"),
                      frozen=bool(clip_cfg.get("frozen", True)), device=device, key=key)
 
 
@@ -213,23 +218,25 @@ def trainable_visual_copy(clip: ClipModel) -> nn.Module:
     return visual.train()
 
 
-def load_depth_encoder(visual: nn.Module, path: str, key: str = "pretrained_path") -> nn.Module:
+def load_depth_encoder(visual: nn.Module, path: str, key: str = "pretrained_path",
+                       state: Optional[Mapping[str, Any]] = None) -> nn.Module:
     """Load the :data:`DEPTH_ENCODER_KEY` state dict of a CLIP2Point pre-training checkpoint into ``visual``.
 
     Args:
         visual: a visual tower of the same open_clip model (e.g. ``ClipModel.visual`` or a copy of it).
         path: the checkpoint file.
         key: the config key that named ``path``, for error messages.
+        state: the checkpoint already read from ``path`` (None: read it here).
 
     Raises:
         WeightsNotFoundError: ``path`` does not exist.
+        BadCheckpointError: the file is not a readable checkpoint dict, or is unsafe to unpickle.
         ConfigError: the file holds no depth encoder, or one of another architecture.
     """
-    if not os.path.isfile(path):
-        raise WeightsNotFoundError(f"CLIP2Point checkpoint '{path}' not found: set {key} to the ckpt_best.pth of a "
-                                   f"CLIP2Point pre-training run, or to null to use the CLIP visual encoder.")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    weights = state.get(DEPTH_ENCODER_KEY) if isinstance(state, dict) else None
+    if state is None:
+        state = read_checkpoint(path, key, "the ckpt_best.pth of a CLIP2Point pre-training run, or to null to use "
+                                           "the CLIP visual encoder")
+    weights = state.get(DEPTH_ENCODER_KEY)
     if not isinstance(weights, dict):
         raise ConfigError(f"{path} has no '{DEPTH_ENCODER_KEY}' entry: set {key} to a checkpoint of a CLIP2Point "
                           f"pre-training run, or to null to use the CLIP visual encoder.")

@@ -7,29 +7,36 @@ ShapeNet renders, fit too when their camera matrices are supplied)::
       meta.json             {"classes": [...], "image_size": 224, ...}  (free-form, classes used)
       train.txt, test.txt   one object a line: "<object_id> <label>"
       <object_id>/
-        points.npy          (N, 3) xyz or (N, 6) xyz + normals, float32, in the cameras' world frame
+        points.npy          (N, 3) xyz or (N, 6) xyz + normals, float32, in the cameras' world frame,
+                            centred and scaled into the unit sphere (:func:`center_and_scale`)
         view_00.png ...     V rendered views, square RGB
         cameras.npz         view (V,4,4) world-to-camera, proj (V,4,4) camera-to-clip (plugin.render.cameras);
                             written last, so an object without it is unfinished
 
-Camera convention: :mod:`plugin.render.cameras`.
+Camera convention: :mod:`plugin.render.cameras`. Images are returned in [0, 1]: each model normalises
+them for its own 2D backbone.
 """
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple, TypeVar
 
 import numpy as np
 import torch
 from openpoints.dataset.build import DATASETS
+from openpoints.transforms.transforms_factory import DataTransforms
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..errors import BadInputError, DataNotFoundError
+from ..errors import BadInputError, ConfigError, DataNotFoundError
+from ..ops import pointnet2_utils
 from ..render.cameras import compensate_rotation
 from .validation import resolve_split
 
 PREPARE = "python tools/render_views.py --help"
+SAMPLINGS = ("random", "fps")
+ROTATION_AXES = (0, 1, 2, None)
+Cloud = TypeVar("Cloud", np.ndarray, torch.Tensor)
 
 
 def read_split(data_dir: Path, split: str) -> List[Tuple[str, int]]:
@@ -46,6 +53,42 @@ def read_split(data_dir: Path, split: str) -> List[Tuple[str, int]]:
     return pairs
 
 
+def center_and_scale(xyz: Cloud) -> Tuple[Cloud, float]:
+    """Centre a cloud at its mean and scale it into the unit sphere (the pre-training clouds' frame).
+
+    ``tools/render_views.py`` writes every ``points.npy`` through this function, and the SVM probe
+    applies it to the probe clouds (:class:`PointCloudUnitSphere`), so both see clouds in one frame.
+
+    Args:
+        xyz: (N, 3) points, NumPy or torch.
+
+    Returns:
+        ``(centred and scaled xyz, the scale divided by)``.
+    """
+    centred = xyz - xyz.mean(0)
+    scale = max(float((centred ** 2).sum(-1).max()) ** 0.5, 1e-9)
+    return centred / scale, scale
+
+
+@DataTransforms.register_module()
+class PointCloudUnitSphere:
+    """OpenPoints transform: :func:`center_and_scale` of ``pos``; ``heights`` (height above the lowest
+    point) are divided by the same scale, as if computed after it.
+
+    Args:
+        **kwargs: ``datatransforms.kwargs`` shared by every transform; unused.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, data: Dict[str, Any]) -> Dict[str, Any]:
+        data["pos"], scale = center_and_scale(data["pos"])
+        if "heights" in data:
+            data["heights"] = data["heights"] / scale
+        return data
+
+
 def rotation_about(axis: int, angle: float) -> np.ndarray:
     """3x3 rotation by ``angle`` radians about coordinate ``axis`` (0: x, 1: y, 2: z)."""
     c, s = math.cos(angle), math.sin(angle)
@@ -55,31 +98,66 @@ def rotation_about(axis: int, angle: float) -> np.ndarray:
     return rot
 
 
+def random_rotation() -> np.ndarray:
+    """A 3x3 rotation uniform on SO(3): the matrix of a unit quaternion uniform on the 3-sphere.
+
+    Draws from NumPy's global generator, which the runner seeds (and OpenPoints' ``worker_init_fn`` per worker).
+    """
+    q = np.random.normal(size=4)
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]], dtype=np.float32)
+
+
+def farthest_points(xyz: np.ndarray, num_points: int) -> np.ndarray:
+    """Indices (num_points,) of ``num_points`` farthest points of ``xyz`` (N, 3), from point 0: deterministic.
+
+    Uses the project's native op (``pointnet2_ops`` ``furthest_point_sample``).
+    """
+    with torch.no_grad():
+        idx = pointnet2_utils.furthest_point_sample(torch.from_numpy(np.ascontiguousarray(xyz))[None], num_points)
+    return idx[0].long().numpy()
+
+
 @DATASETS.register_module()
 class RenderedViews(Dataset):
     """One object's points and one of its rendered views with the view's cameras per sample.
 
-    In ``train``, points are a random ``num_points`` subset, the view is drawn at random, and a
-    random rotation about ``rotation_axis`` is applied to the points (and normals) and compensated
-    in ``view``, so the point-to-pixel correspondence stays exact. ``test`` uses the first points
-    and view 0, unrotated.
+    With augmentation (``augment``; by default in ``train`` only), the view is drawn at random, the
+    points are a random ``num_points`` subset (``sampling: random``), and a random rotation (about
+    ``rotation_axis``, or uniform on SO(3) when it is None) is applied to the points (and normals) and
+    compensated in ``view``, so every point projects to the same pixel as before. Without it: view 0,
+    unrotated, and fixed points (the first ``num_points``, or their farthest point sample).
+
+    A sample holds ``pos`` (N,3), ``x`` (N,3|6: xyz [+ normals]), ``heights`` (N,1: height above the
+    lowest point along ``gravity_dim`` y, after the rotation; ``feature_keys: pos,heights`` uses it),
+    ``img`` (3,H,W) in [0, 1] (unnormalised: the model normalises for its backbone), ``view``, ``proj``
+    (4,4) and the label ``y``.
 
     Args:
         data_dir: a folder in the format above.
         split: ``train``, ``val`` (reads ``test``) or ``test``.
         num_points: points per sample.
         use_normals: ``x`` is xyz + normals (needs (N,6) points) instead of xyz.
-        image_mean: per-channel mean of the 2D backbone's input normalisation.
-        image_std: per-channel std of the 2D backbone's input normalisation.
-        rotation_axis: 0, 1 or 2 for random rotations about that axis in train; None for none.
+        rotation_axis: 0, 1 or 2: augmentation rotates about that axis; None: uniformly on SO(3).
+        augment: random view, points and rotation; None: only in ``train``.
+        sampling: ``random`` (a random subset when augmenting, else the first points) or ``fps``
+            (farthest point sampling from point 0, the same points every time).
         transform: unused (the augmentation above keeps the cameras consistent); accepted for configs.
+
+    Raises:
+        ConfigError: an unknown argument or value.
+        DataNotFoundError: ``data_dir``, its split list or an object's files are missing.
     """
 
+    gravity_dim = 1  # tools/render_views.py renders y-up (the cameras' up vector), like ScanObjectNN
+
     def __init__(self, data_dir: str, split: str = "train", num_points: int = 1024, use_normals: bool = False,
-                 image_mean: Sequence[float] = (0.485, 0.456, 0.406),
-                 image_std: Sequence[float] = (0.229, 0.224, 0.225), rotation_axis: Optional[int] = 1,
+                 rotation_axis: Optional[int] = 1, augment: Optional[bool] = None, sampling: str = "random",
                  transform: Any = None, **kwargs: Any):
         super().__init__()
+        _check_arguments(rotation_axis, augment, sampling, kwargs)
         self.root = Path(data_dir)
         if not self.root.is_dir():
             raise DataNotFoundError(f"Rendered views not found at '{self.root}': set dataset.common.data_dir to a "
@@ -95,8 +173,8 @@ class RenderedViews(Dataset):
         self.classes = json.loads(meta_path.read_text()).get("classes", []) if meta_path.is_file() else []
         self.labels = np.array([label for _, label in self.items], dtype=np.int64)
         self.num_points, self.use_normals, self.rotation_axis = num_points, use_normals, rotation_axis
-        self.mean = torch.tensor(image_mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(image_std, dtype=torch.float32).view(3, 1, 1)
+        self.augment = self.split == "train" if augment is None else augment
+        self.sampling = sampling
 
     def __len__(self) -> int:
         return len(self.items)
@@ -113,26 +191,55 @@ class RenderedViews(Dataset):
                                 f"dataset.common.num_points to at most that.")
         return points
 
+    def _subset(self, points: np.ndarray) -> np.ndarray:
+        """``num_points`` of ``points`` following ``sampling`` and ``augment``."""
+        if self.sampling == "fps":
+            return points[farthest_points(points[:, :3], self.num_points)]
+        if self.augment:
+            return points[np.random.permutation(len(points))[:self.num_points]]
+        return points[:self.num_points]
+
+    def _rotation(self) -> np.ndarray:
+        """The augmentation's random rotation (Pic@Point pre-training rotates the objects at random)."""
+        if self.rotation_axis is None:
+            return random_rotation()
+        return rotation_about(self.rotation_axis, np.random.uniform(0, 2 * math.pi))
+
     def __getitem__(self, index: int) -> Dict[str, Any]:
         object_id, label = self.items[index]
         folder = self.root / object_id
-        points = self._points(folder)
+        points = self._subset(self._points(folder))
         cameras = np.load(folder / "cameras.npz")
-        train = self.split == "train"
-        if train:
-            points = points[np.random.permutation(len(points))[:self.num_points]]
-            v = np.random.randint(len(cameras["view"]))
-        else:
-            points, v = points[:self.num_points], 0
+        v = np.random.randint(len(cameras["view"])) if self.augment else 0
         view = torch.from_numpy(cameras["view"][v].astype(np.float32))
-        pos, normals = points[:, :3], points[:, 3:6]
-        if train and self.rotation_axis is not None:
-            rot = rotation_about(self.rotation_axis, np.random.uniform(0, 2 * math.pi))
-            pos, normals = pos @ rot.T, normals @ rot.T
+        pos, normals = points[:, :3], points[:, 3:6] if self.use_normals else None
+        if self.augment:
+            rot = self._rotation()
+            pos = pos @ rot.T
+            normals = normals @ rot.T if normals is not None else None
             view = compensate_rotation(view, torch.from_numpy(rot))
         image = np.asarray(Image.open(folder / f"view_{v:02d}.png").convert("RGB"), dtype=np.float32) / 255.0
-        img = (torch.from_numpy(image).permute(2, 0, 1) - self.mean) / self.std
-        pos = torch.from_numpy(np.ascontiguousarray(pos))
-        x = torch.cat([pos, torch.from_numpy(np.ascontiguousarray(normals))], 1) if self.use_normals else pos
-        return {"pos": pos, "x": x, "img": img, "view": view,
-                "proj": torch.from_numpy(cameras["proj"][v].astype(np.float32)), "y": torch.tensor(label)}
+        pos = torch.from_numpy(np.ascontiguousarray(pos, dtype=np.float32))
+        x = torch.cat([pos, torch.from_numpy(np.ascontiguousarray(normals))], 1) if normals is not None else pos
+        height = pos[:, self.gravity_dim:self.gravity_dim + 1]
+        return {"pos": pos, "x": x, "heights": height - height.min(), "img": torch.from_numpy(image).permute(2, 0, 1),
+                "view": view, "proj": torch.from_numpy(cameras["proj"][v].astype(np.float32)),
+                "y": torch.tensor(label)}
+
+
+def _check_arguments(rotation_axis: Any, augment: Any, sampling: Any, unknown: Dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` for a value or key :class:`RenderedViews` does not know."""
+    if "image_mean" in unknown or "image_std" in unknown:
+        raise ConfigError("The views come in [0, 1] and the model normalises them for its own backbone: remove "
+                          "dataset.common.image_mean and image_std from the config.")
+    if unknown:
+        raise ConfigError(f"Unknown argument(s) {', '.join(sorted(unknown))} of the rendered views: use data_dir, "
+                          f"split, num_points, use_normals, rotation_axis, augment or sampling under dataset.common.")
+    if rotation_axis not in ROTATION_AXES or isinstance(rotation_axis, bool):
+        raise ConfigError(f"dataset.common.rotation_axis is {rotation_axis!r}: set it to 0, 1 or 2 (rotations about "
+                          f"that axis) or null (uniformly random rotations).")
+    if augment is not None and not isinstance(augment, bool):
+        raise ConfigError(f"dataset.common.augment is {augment!r}: set it to True, False or null (augment the "
+                          f"train split only).")
+    if sampling not in SAMPLINGS:
+        raise ConfigError(f"dataset.common.sampling is {sampling!r}: set it to {' or '.join(SAMPLINGS)}.")

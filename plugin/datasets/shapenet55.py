@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 
 from ..errors import DataNotFoundError
-from ..ops import pointnet2_utils
+from .rendered_views import farthest_points
 
 __all__ = ["ShapeNet55Split", "load_shapenet55_cloud", "read_shapenet55_split"]
 
@@ -70,6 +69,4 @@ def load_shapenet55_cloud(path: Path, num_points: int) -> np.ndarray:
     points = np.load(path).astype(np.float32)[:, :3]
     if len(points) <= num_points:
         return points
-    with torch.no_grad():
-        idx = pointnet2_utils.furthest_point_sample(torch.from_numpy(points)[None].contiguous(), num_points)
-    return points[idx[0].long().numpy()]
+    return points[farthest_points(points, num_points)]

@@ -5,6 +5,12 @@ rendered from the same fixed views, so the per-view features of each split are c
 (:func:`extract_path_features`) and the adapter trains on them for all epochs. ``mode=fewshot``
 trains on K clouds per class of the train split (:func:`fewshot_indices`); ``mode=finetune`` with
 ``model.NAME: GatedDualPathAdapter`` trains on the whole train split (fully supervised).
+
+The reported epoch is never chosen on the test split (``adapter_select``): ``last`` reports the last
+epoch; ``holdout`` holds out a seeded ``adapter_holdout`` share of the training clouds (of the K
+shots in ``fewshot``) and reports the epoch with the best top-1 on them. The test split is read once,
+after training, to score the reported checkpoint; ``metrics.json`` says which rule chose it
+(``selected_by``).
 """
 import copy
 import logging
@@ -28,16 +34,18 @@ from . import atomic_io, builders
 from .batch import prepare_batch
 from .classification import progress
 from .registry import RUNNERS
+from .pretrain import holdout_indices
 from .run_folder import RunFolder, load_checkpoint
 from .runner import EpochRunner, count_parameters
 from .svm import probe_loader
-from .zeroshot import build_depth_renderer, class_names_of
+from .zeroshot import build_depth_renderer, class_names_of, optional_path
 
 LOGGER = logging.getLogger("plugin")
 ADAPTER_NAME = "GatedDualPathAdapter"
 # keys of model that configure the runner (CLIP, renderer, text head), not the adapter's constructor
 RUNNER_MODEL_KEYS = ("clip", "render", "templates", "text_cache", "class_names")
 SPLIT_FILE = "fewshot_split.json"
+SELECTIONS = ("last", "holdout")  # adapter_select: how the reported epoch is chosen (never on the test split)
 
 
 def is_adapter_config(cfg: Mapping[str, Any]) -> bool:
@@ -73,12 +81,6 @@ def fewshot_indices(labels: np.ndarray, shots: int, seed: int,
         else:
             chosen.append(rng.choice(available, size=int(shots), replace=False))
     return np.sort(np.concatenate(chosen)).astype(np.int64), short
-
-
-def depth_checkpoint(cfg: Mapping[str, Any]) -> Optional[str]:
-    """``pretrained_path``, or None when it is unset or spelled null/none on the command line."""
-    path = cfg.get("pretrained_path")
-    return None if path is None or str(path).strip().lower() in ("", "none", "null") else str(path)
 
 
 def frozen_path_encoders(clip: ClipModel, pretrained_path: Optional[str], paths: Sequence[str]) -> Dict[str, nn.Module]:
@@ -205,12 +207,14 @@ class AdapterRunner(EpochRunner):
     ``render``: :class:`DepthRenderer` keys, ``templates``: prompt templates, ``text_cache``: folder of
     cached text features), ``pretrained_path`` (a CLIP2Point pre-training checkpoint whose
     ``depth_encoder`` feeds the depth path; without it the depth path uses CLIP's visual tower),
+    ``adapter_select``/``adapter_holdout`` (how the reported epoch is chosen, see the module docstring),
     ``lr``, ``optimizer``, ``sched``, ``epochs``, ``batch_size``, ``criterion_args``, ``val_freq``.
 
-    Every epoch writes ``ckpt_latest.pth``; validation every ``val_freq`` epochs moves ``ckpt_best.pth``
-    to the best top-1. The best checkpoint is scored on the test split: ``metrics.json`` gets ``top1``,
-    ``top5``, ``macc``, ``per_class`` and the run's settings. ``mode=resume`` continues a killed run
-    (the features are extracted again; the encoders are fixed, so they are the same).
+    Every epoch writes ``ckpt_latest.pth``. ``ckpt_best.pth`` is the reported epoch: the last one, or the best
+    held-out top-1 (scored every ``val_freq`` epochs). After training, that checkpoint is scored on the test
+    split: ``metrics.json`` gets ``top1``, ``top5``, ``macc``, ``per_class``, ``selected_by``, ``best_epoch``
+    and the run's settings. ``mode=resume`` continues a killed run with its split (the features are extracted
+    again; the encoders are fixed, so they are the same).
 
     Args:
         cfg: the run config.
@@ -224,12 +228,13 @@ class AdapterRunner(EpochRunner):
         self._check_cfg(cfg)
         super().__init__(cfg, folder)
         model_cfg = cfg.model
+        self.selected_by = str(cfg.get("adapter_select") or "last")
         self.clip = load_clip_from_cfg(model_cfg.get("clip"), device=self.device)
         self.renderer = build_depth_renderer(model_cfg.get("render"), self.clip).to(self.device)
         self.train_loader = probe_loader(cfg, "train")  # unaugmented: its features are computed once
         self.class_names = class_names_of(self.train_loader.dataset, model_cfg.get("class_names"))
         self.model = self._build_model(model_cfg).to(self.device)
-        self.encoders = frozen_path_encoders(self.clip, depth_checkpoint(cfg), self.model.paths)
+        self.encoders = frozen_path_encoders(self.clip, optional_path(cfg), self.model.paths)
         templates = resolve_templates(model_cfg.get("templates") or "clip2point", "model.templates")
         self.model.set_text_features(text_classifier(self.clip, self.class_names, templates,
                                                      cache_dir=model_cfg.get("text_cache")))
@@ -238,21 +243,25 @@ class AdapterRunner(EpochRunner):
         self.optimizer = builders.build_optimizer(cfg, self.model)
         self.scheduler = builders.build_scheduler(cfg, self.optimizer)
         self.best_top1, self.best_epoch = -1.0, 0
-        self.train_indices = self._train_indices(state)
+        self.train_indices, self.holdout_indices = self._split(state)
         if state is not None:
             self.restore(state)
             self.best_top1, self.best_epoch = state["best_top1"], state["best_epoch"]
         LOGGER.info(f"{ADAPTER_NAME} ({self.model.variant}): {count_parameters(self.model) / 1e6:.3f}M trainable "
                     f"parameters, {self.renderer.num_views} views of {self.renderer.image_size} px, "
-                    f"{len(self.class_names)} classes")
+                    f"{len(self.class_names)} classes; reported epoch: {self.selected_by}")
 
     @staticmethod
     def _check_cfg(cfg: Mapping[str, Any]) -> None:
-        """Fail before the run folder exists on a wrong model or a missing checkpoint file."""
+        """Fail before the run folder exists on a wrong model, selection rule or a missing checkpoint file."""
         if not is_adapter_config(cfg):
             raise ConfigError(f"mode={cfg.get('mode')} trains the Gated Dual-Path Adapter: set model.NAME to "
                               f"{ADAPTER_NAME}, e.g. with cfgs/modelnet40/clip2point-gdpa-fewshot.yaml.")
-        path = depth_checkpoint(cfg)
+        selection = cfg.get("adapter_select") or "last"
+        if selection not in SELECTIONS:
+            raise ConfigError(f"Unknown adapter_select '{selection}': set it to {' or '.join(SELECTIONS)} (the test "
+                              f"split never chooses the epoch).")
+        path = optional_path(cfg)
         if path and not os.path.isfile(path):
             raise WeightsNotFoundError(f"CLIP2Point checkpoint '{path}' not found: set pretrained_path to the "
                                        f"ckpt_best.pth of a CLIP2Point pre-training run, or to null to use the CLIP "
@@ -271,38 +280,68 @@ class AdapterRunner(EpochRunner):
         args.num_classes = len(self.class_names)
         return build_model_from_cfg(args)
 
-    def _train_indices(self, state: Optional[Dict[str, Any]]) -> Optional[np.ndarray]:
-        """Indices of the training clouds within the train split; None: all of them."""
+    def _training_pool(self) -> Optional[np.ndarray]:
+        """Indices of the clouds of the train split the adapter may learn from; None: all of them."""
         return None
 
-    def _state(self, epoch: int) -> Dict[str, Any]:
-        indices = None if self.train_indices is None else self.train_indices.tolist()
-        return self.checkpoint_state(epoch, best_top1=self.best_top1, best_epoch=self.best_epoch,
-                                     train_indices=indices)
+    def _record_split(self, pool: Optional[np.ndarray], holdout: Optional[np.ndarray]) -> None:
+        """Write down a new split (the few-shot runner writes ``fewshot_split.json``)."""
 
-    def _features(self, split: str, indices: Optional[np.ndarray] = None) -> Tuple[Dict[str, torch.Tensor],
-                                                                                    torch.Tensor]:
-        """Cached per-view features and labels of ``split`` (only ``indices`` of it if given), on the device."""
+    def _split(self, state: Optional[Dict[str, Any]]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        """Training and held-out validation indices within the train split (None: all clouds / no holdout).
+
+        A resumed run keeps its checkpoint's split; a new one draws :meth:`_training_pool` and, for
+        ``adapter_select: holdout``, holds out a seeded ``adapter_holdout`` share of it.
+        """
+        if state is not None:
+            train, held = state.get("train_indices"), state.get("holdout_indices")
+            return (None if train is None else np.asarray(train, dtype=np.int64),
+                    None if held is None else np.asarray(held, dtype=np.int64))
+        pool = self._training_pool()
+        held = None
+        if self.selected_by == "holdout":
+            clouds = np.arange(len(self.train_loader.dataset)) if pool is None else pool
+            keep, out = holdout_indices(len(clouds), float(self.cfg.get("adapter_holdout") or 0.2),
+                                        int(self.cfg.get("seed") or 0), key="adapter_holdout")
+            pool, held = clouds[keep], clouds[out]
+            LOGGER.info(f"epoch selection on {len(held)} training clouds held out from training ({len(pool)} left)")
+        self._record_split(pool, held)
+        return pool, held
+
+    def _state(self, epoch: int) -> Dict[str, Any]:
+        train = None if self.train_indices is None else self.train_indices.tolist()
+        held = None if self.holdout_indices is None else self.holdout_indices.tolist()
+        return self.checkpoint_state(epoch, best_top1=self.best_top1, best_epoch=self.best_epoch,
+                                     train_indices=train, holdout_indices=held, selected_by=self.selected_by)
+
+    def _features(self, split: str, indices: Optional[np.ndarray] = None,
+                  name: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+        """Cached per-view features and labels of ``split`` (only ``indices`` of it if given), on the device.
+
+        Args:
+            split: ``train`` or ``test``.
+            indices: the clouds of the split to extract (None: all).
+            name: what the clouds are, for the log (default: the split).
+        """
+        name = name or split
         loader = self.train_loader if split == "train" else probe_loader(self.cfg, split)
         if indices is not None:
             loader = torch.utils.data.DataLoader(torch.utils.data.Subset(loader.dataset, indices.tolist()),
                                                  batch_size=loader.batch_size, shuffle=False,
                                                  num_workers=loader.num_workers, collate_fn=loader.collate_fn)
         features, labels = extract_path_features(loader, self.renderer, self.encoders, self.device,
-                                                 self.cfg.get("num_points"), f"features {split}")
+                                                 self.cfg.get("num_points"), f"features {name}")
         if int(labels.max()) >= len(self.class_names):
             raise ConfigError(f"Label {int(labels.max())} of the {split} split has no class name "
                               f"({len(self.class_names)} names): set model.class_names to all names in label order.")
-        LOGGER.info(f"{split}: {len(labels)} clouds x {self.renderer.num_views} views, paths "
+        LOGGER.info(f"{name}: {len(labels)} clouds x {self.renderer.num_views} views, paths "
                     f"{', '.join(features)}")
         return {path: value.to(self.device) for path, value in features.items()}, labels.to(self.device)
 
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
         train_features, train_labels = self._features("train", self.train_indices)
-        val_features, val_labels = self._features("val")
-        same = (cfg.dataset.get("val") or {}) == (cfg.dataset.get("test") or {})
-        test_features, test_labels = (val_features, val_labels) if same else self._features("test")
+        held_out = None if self.holdout_indices is None else self._features("train", self.holdout_indices, "holdout")
         batch_size, eval_batch = int(cfg.batch_size), int(cfg.get("val_batch_size") or cfg.batch_size)
         train_top1 = float("nan")
         self.scheduler.step(self.start_epoch - 1)
@@ -313,26 +352,32 @@ class AdapterRunner(EpochRunner):
                                                    self.optimizer, batch_size, cfg.get("grad_norm_clip"))
             message = (f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} train top1 {train_top1:.2f} "
                        f"lr {self.optimizer.param_groups[0]['lr']:.2e}")
-            if epoch % cfg.val_freq == 0 or epoch == cfg.epochs:
-                top = topk_accuracy(adapter_logits(self.model, val_features, eval_batch), val_labels, (1, 5))
-                message += f" val top1 {top[1]:.2f} top5 {top[5]:.2f}"
+            if held_out is not None and (epoch % cfg.val_freq == 0 or epoch == cfg.epochs):
+                top = topk_accuracy(adapter_logits(self.model, held_out[0], eval_batch), held_out[1], (1, 5))
+                message += f" holdout top1 {top[1]:.2f} top5 {top[5]:.2f}"
                 if top[1] > self.best_top1:
                     self.best_top1, self.best_epoch = top[1], epoch
                     self.folder.save_checkpoint(self._state(epoch), "ckpt_best.pth")
+            if held_out is None and epoch == cfg.epochs:  # adapter_select: last
+                self.best_epoch = epoch
+                self.folder.save_checkpoint(self._state(epoch), "ckpt_best.pth")
             self.scheduler.step(epoch)
             self.folder.save_checkpoint(self._state(epoch), "ckpt_latest.pth")
             bar.set_postfix(loss=f"{loss:.4f}", train_top1=f"{train_top1:.1f}")
             LOGGER.info(message)
         self.model.load_state_dict(load_checkpoint(self.folder.file("ckpt_best.pth"))["model"])
+        test_features, test_labels = self._features("test")  # read only now, to score the reported epoch
         logits = adapter_logits(self.model, test_features, eval_batch).cpu()
         metrics = zero_shot_metrics(logits, test_labels.cpu(), self.class_names)
         gate = getattr(self.model, "gate", None)
         return self.finish(dict(
             top1=metrics["top1"], top5=metrics["top5"], macc=metrics["macc"], test_samples=metrics["samples"],
             train_samples=int(len(train_labels)), last_train_top1=train_top1, epochs=cfg.epochs,
-            best_epoch=self.best_epoch, best_val_top1=self.best_top1, variant=self.model.variant,
-            gate=None if gate is None else float(gate.detach().cpu()[0]), clip=self.clip.name,
-            clip_weights=self.clip.weights, depth_encoder=depth_checkpoint(cfg) or "clip",
+            selected_by=self.selected_by, best_epoch=self.best_epoch,
+            best_val_top1=self.best_top1 if held_out is not None else None,
+            holdout_samples=0 if held_out is None else int(len(held_out[1])), variant=self.model.variant,
+            gate=None if gate is None else float(gate.detach().cpu()[0]), logit_scale=float(self.model.scale),
+            clip=self.clip.name, clip_weights=self.clip.weights, depth_encoder=optional_path(cfg) or "clip",
             views=self.renderer.views, num_views=self.renderer.num_views, templates=self.templates,
             params=count_parameters(self.model), **self._extra_metrics(), per_class=metrics["per_class"]))
 
@@ -345,9 +390,10 @@ class FewShotRunner(AdapterRunner):
     """``mode=fewshot``: :class:`AdapterRunner` on K clouds per class of the train split (CLIP2Point Tab. 4).
 
     ``fewshot.shots`` (K, default 16) clouds per class are drawn with ``fewshot.seed``; classes with
-    fewer than K clouds use all of them (logged). The chosen indices, labels and counts go to
-    ``fewshot_split.json`` in the run folder, and ``shots``/``fewshot_seed`` to ``metrics.json``.
-    A resumed run keeps its split.
+    fewer than K clouds use all of them (logged). With ``adapter_select: holdout`` a share of these K-shot
+    clouds is held out for the epoch selection, so no label beyond the K shots is used. The drawn indices,
+    the held-out ones, labels and counts go to ``fewshot_split.json`` in the run folder, and
+    ``shots``/``fewshot_seed`` to ``metrics.json``. A resumed run keeps its split.
 
     Args:
         cfg: the run config.
@@ -357,31 +403,45 @@ class FewShotRunner(AdapterRunner):
 
     resume_mode = "fewshot"
 
-    def _train_indices(self, state: Optional[Dict[str, Any]]) -> np.ndarray:
+    def _split(self, state: Optional[Dict[str, Any]]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
         options = self.cfg.get("fewshot") or {}
         self.shots, self.split_seed = int(options.get("shots", 16)), int(options.get("seed", 0))
-        if state is not None and state.get("train_indices") is not None:
-            LOGGER.info(f"few-shot split restored from the checkpoint ({len(state['train_indices'])} clouds)")
-            return np.asarray(state["train_indices"], dtype=np.int64)
+        train, held = super()._split(state)
+        if state is not None:
+            LOGGER.info(f"few-shot split restored from the checkpoint ({len(train)} training clouds)")
+        return train, held
+
+    def _labels(self) -> np.ndarray:
         labels = getattr(self.train_loader.dataset, "labels", None)
         if labels is None:
             raise ConfigError(f"Dataset {type(self.train_loader.dataset).__name__} exposes no 'labels' to draw "
                               f"{self.shots} clouds per class from: use a dataset with a labels array, e.g. "
                               f"ModelNet40NormalResampled or ScanObjectNN.")
-        labels = np.asarray(labels).reshape(-1)
-        indices, short = fewshot_indices(labels, self.shots, self.split_seed, len(self.class_names))
-        if short:
-            LOGGER.warning(f"{len(short)} classes have fewer than {self.shots} training clouds and use all of "
-                           f"them: " + ", ".join(f"{self.class_names[c]} ({n})" for c, n in short.items()))
-        chosen = labels[indices]
+        return np.asarray(labels).reshape(-1)
+
+    def _training_pool(self) -> np.ndarray:
+        """K clouds per class of the train split (:func:`fewshot_indices`)."""
+        indices, self.short_classes = fewshot_indices(self._labels(), self.shots, self.split_seed,
+                                                      len(self.class_names))
+        if self.short_classes:
+            LOGGER.warning(f"{len(self.short_classes)} classes have fewer than {self.shots} training clouds and use "
+                           f"all of them: " + ", ".join(f"{self.class_names[c]} ({n})"
+                                                        for c, n in self.short_classes.items()))
+        return indices
+
+    def _record_split(self, pool: Optional[np.ndarray], holdout: Optional[np.ndarray]) -> None:
+        """``fewshot_split.json``: the K-shot draw (``indices``), the share held out for selection, counts."""
+        held = np.zeros(0, dtype=np.int64) if holdout is None else holdout
+        indices = np.sort(np.concatenate([pool, held]))
+        chosen = self._labels()[indices]
         atomic_io.save_json({
             "shots": self.shots, "seed": self.split_seed, "indices": indices.tolist(),
             "labels": chosen.tolist(), "classes": self.class_names,
             "per_class": {name: int((chosen == c).sum()) for c, name in enumerate(self.class_names)},
-            "short_classes": {self.class_names[c]: n for c, n in short.items()}}, self.folder.file(SPLIT_FILE))
-        LOGGER.info(f"few-shot split: {len(indices)} clouds ({self.shots} per class, seed {self.split_seed}) -> "
-                    f"{self.folder.file(SPLIT_FILE)}")
-        return indices
+            "short_classes": {self.class_names[c]: n for c, n in self.short_classes.items()},
+            "selected_by": self.selected_by, "holdout_indices": held.tolist()}, self.folder.file(SPLIT_FILE))
+        LOGGER.info(f"few-shot split: {len(indices)} clouds ({self.shots} per class, seed {self.split_seed}), "
+                    f"{len(held)} held out for the epoch selection -> {self.folder.file(SPLIT_FILE)}")
 
     def _extra_metrics(self) -> Dict[str, Any]:
         return {"train_split": "fewshot", "shots": self.shots, "fewshot_seed": self.split_seed}

@@ -4,9 +4,8 @@ from typing import Any, Dict, Optional
 import torch
 from openpoints.dataset import get_features_by_keys
 
+from ..errors import BadInputError, ConfigError
 from ..ops import pointnet2_utils
-
-from ..errors import BadInputError
 
 
 def check_points(pos: torch.Tensor, where: str = "batch") -> None:
@@ -42,6 +41,10 @@ def prepare_batch(data: Dict[str, Any], device: torch.device, in_channels: int,
             if torch.is_tensor(value) and value.dim() == 3 and value.shape[1] == n:
                 data[key] = torch.gather(value, 1, idx.unsqueeze(-1).expand(-1, -1, value.shape[-1]))
     if feature_keys:
+        missing = [key for key in feature_keys.split(",") if key not in data]
+        if missing:
+            raise ConfigError(f"feature_keys names {', '.join(missing)}, which the dataset does not give: set "
+                              f"feature_keys to keys of its samples ({', '.join(sorted(data))}) or null.")
         data["x"] = get_features_by_keys(data, feature_keys)
     else:
         data["x"] = data["x"][:, :, :in_channels].transpose(1, 2).contiguous()

@@ -9,13 +9,17 @@ defaults define (``cfgs/default.yaml`` documents them all). An override that add
 purpose is written ``+key=value``. A wrong key raises :class:`~plugin.errors.ConfigError` listing the
 valid choices.
 
+Values: the documented keys of :data:`VALUE_RULES` (batch sizes, epochs, learning rates, point
+counts, device, ...) are checked for type and range when the config loads.
+
 Staged workflows: a ``stage_cfgs`` block maps a mode to the keys that differ for that stage (its
 dataset, model head, epochs, ...). They are merged for the effective ``mode`` before the
 command-line overrides, so ``mode=svm`` runs the SVM stage of a workflow file alone.
 """
 import difflib
 import os
-from typing import Iterable, List, Sequence
+import re
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 from openpoints.utils import EasyConfig
@@ -58,8 +62,14 @@ def unknown_key_message(key: str, valid: Iterable[str], where: str) -> str:
             f"or write +{key}=VALUE on the command line to add a new key on purpose.")
 
 
+YAML_NULLS = ("null", "~")  # an override's value spelled as YAML's null means None, as in the files
+
+
 def apply_overrides(cfg: EasyConfig, overrides: Sequence[str]) -> None:
-    """Apply ``key=value`` overrides in place; each key must exist unless written ``+key=value``."""
+    """Apply ``key=value`` overrides in place; each key must exist unless written ``+key=value``.
+
+    Values are Python literals (OpenPoints' parsing); ``null`` and ``~`` give None, as in YAML.
+    """
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"Override '{item}' has no '=': write overrides as key=value, "
@@ -77,7 +87,61 @@ def apply_overrides(cfg: EasyConfig, overrides: Sequence[str]) -> None:
                                                       "the command-line overrides"))
             if not last:
                 node = node.setdefault(part, EasyConfig())
-        cfg.update([f"{key}={value}"])
+        cfg.update([f"{key}={'None' if value.strip() in YAML_NULLS else value}"])
+
+
+def _integer(minimum: int) -> Tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum), f"an integer >= {minimum}"
+
+
+def _positive_number() -> Tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0), "a number > 0"
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# documented keys whose values are checked when the config loads: key -> (test, what it must be, may be null)
+VALUE_RULES = {
+    "batch_size": (*_integer(1), False),
+    "val_batch_size": (*_integer(1), False),
+    "epochs": (*_integer(1), False),
+    "val_freq": (*_integer(1), False),
+    "warmup_epochs": (*_integer(0), False),
+    "lr": (*_positive_number(), False),
+    "lr_image": (*_positive_number(), True),
+    "min_lr": ((lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0), "a number >= 0", True),
+    "grad_norm_clip": (*_positive_number(), True),
+    "num_points": (*_integer(1), True),
+    "num_classes": (*_integer(1), True),
+    "seed": (*_integer(0), True),
+    "dataset.common.num_points": (*_integer(1), True),
+    "dataloader.num_workers": (*_integer(0), False),
+    "device": ((lambda v: isinstance(v, str) and _DEVICE.fullmatch(v) is not None), "auto, cpu, cuda or cuda:N",
+               False),
+}
+
+
+def _lookup(cfg: EasyConfig, key: str) -> Tuple[bool, Any]:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def validate_values(cfg: EasyConfig, rules: Optional[dict] = None) -> None:
+    """Check the type and range of every documented key in ``rules`` (default :data:`VALUE_RULES`).
+
+    Raises:
+        ConfigError: one sentence naming the key, the value and what it must be.
+    """
+    for key, (test, must_be, nullable) in (rules or VALUE_RULES).items():
+        present, value = _lookup(cfg, key)
+        if not present or (value is None and nullable):
+            continue
+        if not test(value):
+            raise ConfigError(f"{key} is {value!r} but must be {must_be}{' or null' if nullable else ''}: "
+                              f"set {key} to such a value in the YAML or with {key}=VALUE.")
 
 
 def load_config(cfg_path: str, overrides: Sequence[str] = ()) -> EasyConfig:
@@ -111,6 +175,7 @@ def load_config(cfg_path: str, overrides: Sequence[str] = ()) -> EasyConfig:
     if stage:
         cfg.update(stage.dict() if hasattr(stage, "dict") else dict(stage))
     apply_overrides(cfg, [o for o in overrides if o not in stage_overrides])
+    validate_values(cfg)
     cfg.cfg_path = cfg_path
     cfg.overrides = list(overrides)
     cfg.task = cfg.get("task") or os.path.basename(os.path.dirname(os.path.abspath(cfg_path)))

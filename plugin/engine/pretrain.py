@@ -12,7 +12,10 @@ entries instead (CLIP2Point: ``depth_encoder`` and ``clip``).
   with a ``zero_shot_validation(points, class_names) -> logits`` method. The validation objects are
   never the test objects: a ``dataset.val`` that reads the test partition is refused, and one that
   reads the train partition (``dataset.val.split: train``) holds out a seeded ``pretrain_holdout``
-  share of the train objects, which pre-training then skips;
+  share of the train objects, which pre-training then skips. They are scored as the test objects
+  are, with the test-time transforms and fixed points: a validation dataset that augments (random
+  view, rotation or point subset; ``RenderedViews`` does by default on the train partition) is
+  refused until ``dataset.val.augment`` is False;
 - ``auto`` (default): ``zeroshot`` when the model supports it and ``dataset.val`` is set, else ``loss``.
 """
 import logging
@@ -58,20 +61,22 @@ def build_pretext_optimizer(cfg: Dict[str, Any], model: torch.nn.Module) -> torc
     return type(base)(groups, **base.defaults)
 
 
-def holdout_indices(size: int, fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+def holdout_indices(size: int, fraction: float, seed: int,
+                    key: str = "pretrain_holdout") -> Tuple[List[int], List[int]]:
     """A seeded split of ``range(size)`` into kept and held-out indices (both sorted).
 
     Args:
         size: number of objects.
         fraction: share held out, in (0, 1); at least one object is held out and one kept.
         seed: seed of the permutation.
+        key: the config key that set ``fraction``, named in errors.
     """
     if not 0 < fraction < 1:
-        raise ConfigError(f"pretrain_holdout is {fraction}: set it to a share in (0, 1), e.g. 0.1.")
+        raise ConfigError(f"{key} is {fraction}: set it to a share in (0, 1), e.g. 0.1.")
     held_count = max(1, int(round(fraction * size)))
     if held_count >= size:
-        raise ConfigError(f"pretrain_holdout={fraction} of {size} train objects leaves none to pre-train on: "
-                          f"lower pretrain_holdout or use more objects.")
+        raise ConfigError(f"{key}={fraction} of {size} objects leaves none to train on: lower {key} or use more "
+                          f"objects.")
     order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(order[held_count:]), sorted(order[:held_count])
 
@@ -158,6 +163,7 @@ class PretrainRunner(EpochRunner):
             raise ConfigError(f"dataset.val reads the test objects of {self.cfg.dataset.common.NAME}, and checkpoints "
                               f"must not be selected on them: set dataset.val.split=train to validate on "
                               f"pretrain_holdout of the train objects, held out from pre-training.")
+        self._check_fixed_transforms(val)
         if partition is not None and partition == train_partition:
             if len(val.dataset) != len(train.dataset):
                 raise ConfigError(f"dataset.val lists {len(val.dataset)} objects but the train split "
@@ -169,6 +175,14 @@ class PretrainRunner(EpochRunner):
             return _subset_loader(train, keep, shuffle=True), _subset_loader(val, held, shuffle=False)
         LOGGER.info(f"zero-shot validation on the {len(val.dataset)} objects of dataset.val")
         return train, val
+
+    @staticmethod
+    def _check_fixed_transforms(val: DataLoader) -> None:
+        """Refuse a validation dataset that augments: checkpoints are chosen under the test-time transforms."""
+        if getattr(val.dataset, "augment", False):
+            raise ConfigError("dataset.val applies the training augmentation (random view, rotation and point "
+                              "subset), so zero-shot selection would not score the objects as the test does: set "
+                              "dataset.val.augment=False.")
 
     @torch.no_grad()
     def validate(self, loader: DataLoader) -> float:

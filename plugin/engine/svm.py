@@ -1,6 +1,10 @@
-"""``svm`` mode: a linear SVM probe on pooled features of a frozen encoder.
+"""``svm`` mode: a linear SVM probe on features of a frozen encoder.
 
-C is chosen by cross-validation on the train split only; the test split is scored once at the end.
+The features are the encoder's own global embedding (``svm.pooling: global``, ``forward_cls_feat``) or
+its tapped per-point features pooled (``max``, ``mean``, or both). With ``svm.normalize`` each probe
+cloud is first centred and scaled into the unit sphere, the frame of the pre-training clouds
+(``tools/render_views.py``). C is chosen by cross-validation on the train split only; the test split
+is scored once at the end.
 """
 import copy
 import logging
@@ -11,9 +15,11 @@ import numpy as np
 import torch
 from openpoints.models import build_model_from_cfg
 from openpoints.models.build import MODELS
+from openpoints.utils import EasyConfig
 
 from ..errors import ConfigError
-from ..eval import feature_cache, linear_probe, parse_pooling, pool_local
+from ..datasets.rendered_views import PointCloudUnitSphere
+from ..eval import feature_cache, linear_probe, parse_pooling, pool_features
 from ..eval.linear_svm import check_search, low_shot_probe
 from ..models import tap_features
 from . import builders
@@ -37,17 +43,38 @@ def build_encoder(cfg: Dict[str, Any]) -> torch.nn.Module:
     return build_model_from_cfg(copy.deepcopy(args))
 
 
-def probe_transforms(cfg: Dict[str, Any], split: str) -> Optional[list]:
-    """The transforms of ``split`` for feature extraction: the test split's (no augmentation) if configured."""
+def probe_transforms(cfg: Dict[str, Any], split: str, normalize: bool = False) -> Optional[list]:
+    """The transforms of ``split`` for feature extraction.
+
+    Args:
+        cfg: the run config.
+        split: the split to read.
+        normalize: end with :class:`~plugin.datasets.rendered_views.PointCloudUnitSphere`, the
+            pre-training clouds' centring and scaling.
+
+    Returns:
+        The test split's transforms (no augmentation) if configured, else ``split``'s, plus the normalisation.
+    """
     transforms = cfg.get("datatransforms") or {}
-    return transforms.get("test", transforms.get(split))
+    chosen = transforms.get("test", transforms.get(split))
+    if normalize:
+        chosen = [*(chosen or []), PointCloudUnitSphere.__name__]
+    return chosen
 
 
-def probe_loader(cfg: Dict[str, Any], split: str) -> torch.utils.data.DataLoader:
-    """``split`` in dataset order with :func:`probe_transforms`, so training features are not augmented."""
+def probe_loader(cfg: Dict[str, Any], split: str, normalize: bool = False) -> torch.utils.data.DataLoader:
+    """``split`` in dataset order with :func:`probe_transforms`, so training features are not augmented.
+
+    Args:
+        cfg: the run config.
+        split: the split to read.
+        normalize: centre and scale each cloud into the unit sphere (see :func:`probe_transforms`).
+    """
     plain = copy.deepcopy(cfg)
-    if probe_transforms(cfg, split) is not None:
-        plain.datatransforms[split] = probe_transforms(cfg, split)
+    transforms = probe_transforms(cfg, split, normalize)
+    if transforms is not None:
+        plain.datatransforms = plain.get("datatransforms") or EasyConfig()
+        plain.datatransforms[split] = transforms
     return builders.build_dataloader(plain, split, batch_size=cfg.val_batch_size, shuffle=False)
 
 
@@ -55,7 +82,7 @@ def probe_loader(cfg: Dict[str, Any], split: str) -> torch.utils.data.DataLoader
 def extract_pooled(encoder: torch.nn.Module, loader, device: torch.device, in_channels: int,
                    num_points: Optional[int], feature_keys: Optional[str], pooling: Sequence[str],
                    desc: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Features (N, len(pooling)*C) float32 and labels (N,) int64 of ``loader``, pooling the tap's local features.
+    """Features (N, D) float32 and labels (N,) int64 of ``loader``: the tap's outputs pooled by ``pooling``.
 
     Args:
         encoder: the frozen encoder, in eval mode.
@@ -67,8 +94,8 @@ def extract_pooled(encoder: torch.nn.Module, loader, device: torch.device, in_ch
     features, labels = [], []
     for data in progress(loader, desc):
         data = prepare_batch(data, device, in_channels, num_points, feature_keys)
-        _, local, _ = tap_features(encoder, data)
-        features.append(pool_local(local, pooling).float().cpu().numpy())
+        _, local, global_feat = tap_features(encoder, data)
+        features.append(pool_features(local, global_feat, pooling).float().cpu().numpy())
         labels.append(data["y"].cpu().numpy())
     return np.concatenate(features), np.concatenate(labels).astype(np.int64)
 
@@ -80,12 +107,13 @@ class SVMRunner(Runner):
     Without ``load_path`` the encoder keeps its random initialisation (the baseline). Features of the
     train and test splits go to ``features_{train,test}.npz`` in the run folder; ``svm.feature_cache``
     names a folder whose matching files are reused instead of extracting, and which receives the new
-    ones otherwise. ``metrics.json`` gets the test ``oa`` and ``macc``, the chosen ``C`` and ``cv_oa``.
+    ones otherwise. ``metrics.json`` gets the test ``oa`` and ``macc``, the chosen ``C`` and ``cv_oa``,
+    and the ``pooling`` and ``normalize`` the features were made with.
     """
 
     def run(self) -> Dict[str, Any]:
         cfg, svm = self.cfg, self.cfg.svm
-        pooling = parse_pooling(svm.pooling)
+        pooling = parse_pooling(svm.pooling, "svm.pooling")
         check_search(svm.cs, svm.folds)  # fail before the extraction, not after
         encoder = build_encoder(cfg).to(self.device).eval()
         loaded = 0
@@ -101,7 +129,8 @@ class SVMRunner(Runner):
             features[split], reused[split] = self._features(encoder, split, pooling, weights)
         dims = {split: features[split][0].shape for split in SPLITS}
         LOGGER.info(", ".join(f"{split}: {n} x {c}" for split, (n, c) in dims.items())
-                    + f" features ({'+'.join(pooling)} pooling)")
+                    + f" features ({'+'.join(pooling)} pooling"
+                    + (", clouds centred and scaled into the unit sphere)" if svm.normalize else ")"))
         result = linear_probe(*features["train"], *features["test"], cs=svm.cs, folds=svm.folds,
                               seed=cfg.get("seed") or 0)
         LOGGER.info("CV OA per C (train split): " + ", ".join(f"{c}: {s:.2f}" for c, s in result["cv_oa"].items()))
@@ -112,7 +141,8 @@ class SVMRunner(Runner):
             LOGGER.info("low-shot test OA (mean over draws): " + ", ".join(
                 f"{k}/class {r['oa_mean']:.2f} +- {r['oa_std']:.2f}" for k, r in result["low_shot"].items()))
         return self.finish(dict(result, load_path=cfg.get("load_path"), encoder_tensors_loaded=loaded,
-                                pooling=",".join(pooling), feature_dim=int(dims["train"][1]),
+                                pooling=",".join(pooling), normalize=bool(svm.normalize),
+                                feature_dim=int(dims["train"][1]),
                                 train_samples=int(dims["train"][0]), test_samples=int(dims["test"][0]),
                                 features_reused=reused))
 
@@ -120,7 +150,8 @@ class SVMRunner(Runner):
         """What the features of ``split`` depend on (the data files themselves are not hashed)."""
         cfg = self.cfg
         dataset = {k: v for k, v in (cfg.dataset.get(split) or {}).items() if k != "transform"}
-        transforms = [probe_transforms(cfg, split), (cfg.get("datatransforms") or {}).get("kwargs")]
+        transforms = [probe_transforms(cfg, split, cfg.svm.normalize),
+                      (cfg.get("datatransforms") or {}).get("kwargs")]
         return feature_cache.fingerprint({
             "split": split, "encoder_args": cfg.model.encoder_args, "weights": weights, "pooling": list(pooling),
             "dataset": [cfg.dataset.common, dataset], "transforms": transforms, "num_points": cfg.get("num_points"),
@@ -140,7 +171,8 @@ class SVMRunner(Runner):
             if cache and os.path.exists(cache):
                 LOGGER.info(f"{split}: {cache} was made by another encoder, weights, pooling or data config: "
                             f"extracting again")
-            features = extract_pooled(encoder, probe_loader(self.cfg, split), self.device, self.in_channels,
+            loader = probe_loader(self.cfg, split, self.cfg.svm.normalize)
+            features = extract_pooled(encoder, loader, self.device, self.in_channels,
                                       self.cfg.get("num_points"), self.cfg.get("feature_keys"), pooling,
                                       f"features {split}")
             if cache:

@@ -3,10 +3,18 @@
 Each test cloud is rendered to V depth images (:class:`~plugin.render.DepthRenderer`), the depth
 encoder embeds every view, and the view-averaged cosine logits against CLIP text features of the
 class prompts give the prediction (CLIP2Point Eq. 11, :func:`~plugin.eval.zero_shot.zero_shot_logits`).
+
+With a pre-trained depth encoder, the run states whether its pre-training views came from the
+evaluated dataset (:func:`zero_shot_protocol`): ``transductive`` (the same data root, or the same
+source dataset, e.g. ModelNet40 renders evaluated on ModelNet40 or ModelNet10), ``inductive``
+(other data, e.g. the paper's ShapeNet renders evaluated on ModelNet40), or ``unknown`` (a checkpoint
+without its run config).
 """
 import copy
+import json
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -16,14 +24,71 @@ from ..clip import (ClipModel, encode_views, load_clip_from_cfg, load_depth_enco
 from ..errors import ConfigError
 from ..eval import zero_shot_logits, zero_shot_metrics
 from ..render import DepthRenderer
+from ..render.depth_renderer import CLIP2POINT_ENCODING
 from . import atomic_io, builders
 from .batch import prepare_batch
 from .classification import progress
 from .registry import RUNNERS
+from .run_folder import load_checkpoint
 from .runner import Runner
 
 LOGGER = logging.getLogger("plugin")
 RENDER_KEY = "model.render"
+UNSET = ("", "none", "null")  # spellings of an unset optional path on the command line
+# the source dataset whose shapes a dataset NAME (or a render's meta.json "source") holds; ModelNet10 is a
+# subset of ModelNet40's shapes, so it maps to modelnet40 too
+SOURCE_DATASETS = {"ModelNet40NormalResampled": "modelnet40", "ModelNet40Ply2048": "modelnet40",
+                   "modelnet40_normal_resampled": "modelnet40", "modelnet40_ply_hdf5_2048": "modelnet40",
+                   "ScanObjectNN": "scanobjectnn", "ScanObjectNNHardest": "scanobjectnn", "shapenet55": "shapenet55"}
+
+
+def optional_path(cfg: Mapping[str, Any], key: str = "pretrained_path") -> Optional[str]:
+    """The path in ``cfg[key]``, or None when it is unset or spelled null/none/empty on the command line.
+
+    Args:
+        cfg: the run config.
+        key: the top-level key holding the optional path.
+    """
+    path = cfg.get(key)
+    return None if path is None or str(path).strip().lower() in UNSET else str(path)
+
+
+def source_dataset(common: Optional[Mapping[str, Any]]) -> Tuple[Optional[str], Optional[str]]:
+    """``(source dataset, resolved data root)`` of a ``dataset.common`` block; None where unknown.
+
+    A ``RenderedViews`` folder names its source in ``meta.json`` (``tools/render_views.py --source``).
+
+    Args:
+        common: the block (``NAME``, ``data_dir``).
+    """
+    common = common or {}
+    root = str(Path(common["data_dir"]).resolve()) if common.get("data_dir") else None
+    name = str(common.get("NAME") or "")
+    if name == "RenderedViews" and root:
+        meta = Path(root) / "meta.json"
+        name = json.loads(meta.read_text()).get("source", "") if meta.is_file() else ""
+    return SOURCE_DATASETS.get(name), root
+
+
+def zero_shot_protocol(pretrain_cfg: Optional[Mapping[str, Any]], eval_common: Mapping[str, Any]) -> Tuple[str, str]:
+    """``(protocol, reason)``: whether the depth encoder's pre-training data is the evaluated dataset.
+
+    ``transductive`` when both read the same data root or the same source dataset, ``inductive`` otherwise,
+    ``unknown`` when the pre-training config is not known.
+
+    Args:
+        pretrain_cfg: the config of the pre-training run (its checkpoint's ``cfg``), None if absent.
+        eval_common: ``dataset.common`` of the evaluation.
+    """
+    if not pretrain_cfg:
+        return "unknown", "the checkpoint holds no run config"
+    seen, seen_root = source_dataset((pretrain_cfg.get("dataset") or {}).get("common"))
+    evaluated, root = source_dataset(eval_common)
+    if root is not None and root == seen_root:
+        return "transductive", f"pre-training read the evaluated data root {root}"
+    if evaluated is not None and evaluated == seen:
+        return "transductive", f"pre-training views are {seen} shapes, the evaluated dataset's own"
+    return "inductive", f"pre-training data ({seen or seen_root}) is not the evaluated dataset ({evaluated or root})"
 
 
 def build_depth_renderer(render_cfg: Optional[Mapping[str, Any]], clip: ClipModel,
@@ -34,8 +99,11 @@ def build_depth_renderer(render_cfg: Optional[Mapping[str, Any]], clip: ClipMode
         render_cfg: ``DepthRenderer`` keyword arguments (``image_size``, ``dilation``, ``reduction``, ...).
         clip: the CLIP whose input size, mean and std the images must have (unless set in ``render_cfg``).
         views: a view set name overriding ``render_cfg.views`` (``zeroshot.views``); None keeps it.
+
+    ``encoding`` defaults to :data:`~plugin.render.depth_renderer.CLIP2POINT_ENCODING` (the authors' release).
     """
     kwargs = dict(render_cfg or {})
+    kwargs.setdefault("encoding", CLIP2POINT_ENCODING)
     if views:
         kwargs["views"] = views
     size = kwargs.setdefault("image_size", clip.image_size)
@@ -48,7 +116,8 @@ def build_depth_renderer(render_cfg: Optional[Mapping[str, Any]], clip: ClipMode
         return DepthRenderer(**kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"Bad {RENDER_KEY} ({err}): fix that key (DepthRenderer takes image_size, dilation, "
-                          f"reduction, views, distance, fov_deg, background, normalise, near_bright).") from None
+                          f"reduction, views, distance, fov_deg, encoding, background, normalise, "
+                          f"near_bright).") from None
 
 
 def class_names_of(dataset: Any, override: Optional[Sequence[str]] = None) -> List[str]:
@@ -73,7 +142,8 @@ class ZeroShotRunner(Runner):
     views), ``model.render`` (:class:`DepthRenderer` keys), ``pretrained_path`` (optional: a CLIP2Point
     pre-training checkpoint whose ``depth_encoder`` replaces the CLIP visual tower) and
     ``zeroshot`` (``split``, ``templates``, ``views``, ``text_cache``, ``class_names``).
-    ``metrics.json`` gets ``top1``, ``top5``, ``macc``, ``per_class`` (percent), ``samples``;
+    ``metrics.json`` gets ``top1``, ``top5``, ``macc``, ``per_class`` (percent), ``samples`` and
+    ``zero_shot_protocol`` (:func:`zero_shot_protocol`; ``inductive`` with CLIP's own visual encoder);
     ``logits_<split>.npz`` holds the logits and labels.
     """
 
@@ -87,9 +157,14 @@ class ZeroShotRunner(Runner):
         loader = builders.build_dataloader(cfg, split, batch_size=cfg.get("val_batch_size"), shuffle=False)
         class_names = class_names_of(loader.dataset, options.get("class_names"))
         encoder, source = clip.visual, f"CLIP {clip.name} visual encoder"
-        if cfg.get("pretrained_path"):
-            encoder = load_depth_encoder(copy.deepcopy(clip.visual), cfg.pretrained_path).eval()
-            source = f"depth encoder of {cfg.pretrained_path}"
+        protocol, reason = "inductive", "CLIP's visual encoder saw no 3D data"
+        checkpoint = optional_path(cfg)
+        if checkpoint:
+            state = load_checkpoint(checkpoint, "pretrained_path")
+            encoder = load_depth_encoder(copy.deepcopy(clip.visual), checkpoint, state=state).eval()
+            source = f"depth encoder of {checkpoint}"
+            protocol, reason = zero_shot_protocol(state.get("cfg"), cfg.dataset.get("common"))
+        (LOGGER.warning if protocol != "inductive" else LOGGER.info)(f"zero-shot protocol: {protocol} ({reason})")
         renderer = build_depth_renderer(model_cfg.get("render"), clip, options.get("views")).to(self.device)
         text = text_classifier(clip, class_names, templates, cache_dir=options.get("text_cache"))
         LOGGER.info(f"zero-shot on {split}: {len(class_names)} classes x {len(templates)} templates, "
@@ -111,5 +186,5 @@ class ZeroShotRunner(Runner):
         atomic_io.save_npz(self.folder.file(f"logits_{split}.npz"), logits=logits.numpy(),
                            labels=labels.numpy().astype(np.int64), classes=np.array(class_names))
         return self.finish(dict(metrics, split=split, clip=clip.name, clip_weights=clip.weights,
-                                depth_encoder=cfg.get("pretrained_path") or "clip", templates=templates,
+                                depth_encoder=checkpoint or "clip", zero_shot_protocol=protocol, templates=templates,
                                 views=renderer.views, num_views=renderer.num_views))

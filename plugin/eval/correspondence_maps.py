@@ -8,13 +8,15 @@ no global backend state).
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..datasets import RenderedViews
+from ..datasets.rendered_views import farthest_points
 from ..errors import BadInputError, DataNotFoundError
 from ..models import tap_features
 from ..render.cameras import project
@@ -97,29 +99,29 @@ def load_rendered_object(folder: str, view: int) -> RenderedObject:
 
 
 def model_input(obj: RenderedObject, num_points: Optional[int], use_normals: bool,
-                image_mean: Sequence[float], image_std: Sequence[float]) -> Dict[str, torch.Tensor]:
-    """A collated batch of one, as ``RenderedViews`` gives it in ``test``: the first points, unrotated.
+                sampling: str = "random") -> Dict[str, torch.Tensor]:
+    """A collated batch of one, as ``RenderedViews`` gives it without augmentation: fixed points, unrotated.
 
     Args:
         obj: the object and view.
-        num_points: keep the first this many points (all when ``None``).
+        num_points: points to keep (all when ``None``).
         use_normals: ``x`` is xyz + normals instead of xyz.
-        image_mean: per-channel mean of the 2D backbone's input normalisation.
-        image_std: per-channel std of the 2D backbone's input normalisation.
+        sampling: ``RenderedViews``' ``sampling``: ``random`` keeps the first points, ``fps`` the farthest ones.
 
     Returns:
-        ``pos`` (1,N,3), ``x`` (1,N,3|6), ``img`` (1,3,H,W), ``view`` and ``proj`` (1,4,4); pass it through
+        ``pos`` (1,N,3), ``x`` (1,N,3|6), ``heights`` (1,N,1), ``img`` (1,3,H,W) in [0, 1] (the model
+        normalises it for its backbone), ``view`` and ``proj`` (1,4,4); pass it through
         :func:`plugin.engine.batch.prepare_batch` before the model.
     """
-    points = torch.from_numpy(obj.points[:num_points])
+    keep = farthest_points(obj.points[:, :3], num_points) if sampling == "fps" and num_points else slice(num_points)
+    points = torch.from_numpy(obj.points[keep])
     if use_normals and points.shape[1] < 6:
         raise BadInputError("The object's points.npy has no normals: set dataset.common.use_normals=False.")
     pos = points[:, :3].contiguous()
     x = points[:, :6].contiguous() if use_normals else pos
-    mean = torch.tensor(image_mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(image_std, dtype=torch.float32).view(3, 1, 1)
-    img = (torch.from_numpy(obj.image).permute(2, 0, 1) - mean) / std
-    return {"pos": pos[None], "x": x[None], "img": img[None], "view": torch.from_numpy(obj.view)[None],
+    height = pos[:, RenderedViews.gravity_dim:RenderedViews.gravity_dim + 1]
+    return {"pos": pos[None], "x": x[None], "heights": (height - height.min())[None],
+            "img": torch.from_numpy(obj.image).permute(2, 0, 1)[None], "view": torch.from_numpy(obj.view)[None],
             "proj": torch.from_numpy(obj.proj)[None]}
 
 

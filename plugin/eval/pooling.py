@@ -1,18 +1,24 @@
-"""Pooling of per-point encoder features (B,C,L) into one vector per cloud."""
+"""One vector per cloud from a feature tap's output: pooled per-point features or the encoder's own embedding."""
 from typing import Callable, Dict, Sequence, Tuple, Union
 
 import torch
 
 from ..errors import ConfigError
 
-POOLINGS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "max": lambda local: local.max(dim=-1).values,
-    "mean": lambda local: local.mean(dim=-1),
+# name -> f(local (B,C,L), global (B,C')) -> (B, D)
+POOLINGS: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "global": lambda local, global_feat: global_feat,   # forward_cls_feat: the embedding L_glb aligns (Eq. 3)
+    "max": lambda local, global_feat: local.max(dim=-1).values,
+    "mean": lambda local, global_feat: local.mean(dim=-1),
 }
 
 
-def parse_pooling(spec: Union[str, Sequence[str]]) -> Tuple[str, ...]:
-    """The pooling names of ``spec``: ``"max"``, ``"max,mean"`` or a list of names.
+def parse_pooling(spec: Union[str, Sequence[str]], key: str) -> Tuple[str, ...]:
+    """The pooling names of ``spec``: ``"global"``, ``"max"``, ``"max,mean"`` or a list of names.
+
+    Args:
+        spec: the configured value.
+        key: the config key ``spec`` came from, named in the error message.
 
     Raises:
         ConfigError: empty, or a name other than those of :data:`POOLINGS`.
@@ -20,11 +26,20 @@ def parse_pooling(spec: Union[str, Sequence[str]]) -> Tuple[str, ...]:
     names = spec.split(",") if isinstance(spec, str) else list(spec or [])
     names = tuple(str(name).strip() for name in names)
     if not names or any(name not in POOLINGS for name in names):
-        raise ConfigError(f"Unknown pooling '{spec}' in svm.pooling: use max, or several of "
+        raise ConfigError(f"Unknown pooling '{spec}' in {key}: use global, max, or several of "
                           f"{', '.join(POOLINGS)} joined by commas (e.g. max,mean).")
     return names
 
 
-def pool_local(local: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
-    """Pool ``local`` (B,C,L) over its L points with each of ``names``; returns (B, len(names)*C)."""
-    return torch.cat([POOLINGS[name](local) for name in names], dim=1)
+def pool_features(local: torch.Tensor, global_feat: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+    """Concatenate the vectors of ``names`` (:data:`POOLINGS`) for each cloud.
+
+    Args:
+        local: (B,C,L) the tap's per-point (per-region) features.
+        global_feat: (B,C') the encoder's global embedding (``forward_cls_feat``).
+        names: pooling names, in output order.
+
+    Returns:
+        (B, D) with D the sum of each name's width (C for ``max``/``mean``, C' for ``global``).
+    """
+    return torch.cat([POOLINGS[name](local, global_feat) for name in names], dim=1)

@@ -7,12 +7,14 @@ Both compare L2-normalised embeddings by cosine similarity divided by a temperat
   mini-batch of m objects; regions outside the image are masked out;
 - global (Eq. 3): each object's 3D global embedding against the m global image embeddings.
 """
-from typing import Tuple
+from typing import Any, Tuple
 
 import torch
 import torch.nn.functional as F
 from openpoints.loss.build import LOSS
 from torch import nn
+
+from ..errors import ConfigError
 
 
 def local_info_nce(point_emb: torch.Tensor, image_emb: torch.Tensor, cells: torch.Tensor,
@@ -52,20 +54,30 @@ def global_info_nce(point_emb: torch.Tensor, image_emb: torch.Tensor, tau: float
     return F.cross_entropy(logits, torch.arange(point_emb.shape[0], device=point_emb.device))
 
 
+SWITCHES = ("tau", "use_local", "use_global")
+
+
 @LOSS.register_module()
 class PointPictureInfoNCE(nn.Module):
-    """L = L_lcl + L_glb of Pic@Point, each switchable for the paper's ablations.
+    """L = L_lcl + L_glb of Pic@Point (Eqs. 1-3), each switchable for the paper's ablations.
 
     Args:
         tau: InfoNCE temperature.
         use_local: include the local loss L_lcl.
         use_global: include the global loss L_glb.
+        **kwargs: nothing else is accepted: an unknown key (a mistyped ablation switch) is an error.
+
+    Raises:
+        ConfigError: an unknown argument, or both losses switched off.
     """
 
-    def __init__(self, tau: float = 0.1, use_local: bool = True, use_global: bool = True, **kwargs):
+    def __init__(self, tau: float = 0.1, use_local: bool = True, use_global: bool = True, **kwargs: Any):
         super().__init__()
+        if kwargs:
+            raise ConfigError(f"Unknown PointPictureInfoNCE switch(es) {', '.join(sorted(kwargs))}: use "
+                              f"{', '.join(SWITCHES)}.")
         if not (use_local or use_global):
-            raise ValueError("PointPictureInfoNCE needs use_local or use_global.")
+            raise ConfigError("PointPictureInfoNCE has both losses switched off: set use_local or use_global to True.")
         self.tau, self.use_local, self.use_global = tau, use_local, use_global
 
     def forward(self, local_3d, local_2d, cells, inside, global_3d, global_2d):

@@ -3,7 +3,9 @@
 A trainable copy E_d of CLIP's visual encoder learns to map depth maps of a point cloud into the
 CLIP image space: two depth maps rendered from the RGB view's camera at two jittered distances are
 pulled together (L_intra) and their mean feature towards the frozen CLIP feature E_i of the RGB view
-(L_cross), balanced by a learnable σ (:class:`~plugin.losses.SigmaBalancedLoss`, Eq. 7).
+(L_cross), balanced by a learnable σ (:class:`~plugin.losses.SigmaBalancedLoss`, Eq. 7). The
+``cross_only`` ablation (Sec. 5.6) renders one depth map at the original camera distance and
+contrasts it with E_i alone.
 """
 import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -18,7 +20,7 @@ from ..clip import (ClipModel, depth_encoder_state, encode_views, load_clip_from
 from ..errors import BadInputError, ConfigError
 from ..eval.zero_shot import zero_shot_logits
 from ..losses import SigmaBalancedLoss
-from ..render.depth_renderer import DepthRenderer, depth_to_image, render_depth
+from ..render.depth_renderer import CLIP2POINT_ENCODING, DepthRenderer, render_depth
 from ..render.view_sets import DISTANCE_JITTER, sample_distance_scales, scale_camera_distance
 
 LOGGER = logging.getLogger("plugin")
@@ -28,10 +30,9 @@ LOGGER = logging.getLogger("plugin")
 class CLIP2Point(nn.Module):
     """Image-depth pre-training of a CLIP visual tower on depth maps (CLIP2Point).
 
-    A batch holds ``pos`` (B,N,3) in the cameras' world frame, the RGB view ``img`` (B,3,H,W)
-    normalised with CLIP's mean/std (``cfgs/shapenet/clip2point.yaml`` sets ``dataset.common.image_mean``
-    and ``image_std`` to them; a size other than CLIP's input is resized bilinearly), and its cameras
-    ``view``/``proj`` (B,4,4). ``forward`` returns ``(loss, logs)``.
+    A batch holds ``pos`` (B,N,3) in the cameras' world frame, the RGB view ``img`` (B,3,H,W) in [0, 1]
+    (a size other than CLIP's input is resized bilinearly; the model normalises it with the CLIP's own
+    mean/std), and its cameras ``view``/``proj`` (B,4,4). ``forward`` returns ``(loss, logs)``.
 
     Only E_d (``depth_encoder``) and σ train; the CLIP model (E_i and the text tower) is frozen and held
     outside the module tree, so it follows ``.to()`` but stays out of ``state_dict()`` and checkpoints
@@ -40,10 +41,12 @@ class CLIP2Point(nn.Module):
     Args:
         clip: ``{name, pretrained}`` of the open_clip model (:func:`plugin.clip.load_clip_from_cfg`).
         render: :class:`~plugin.render.DepthRenderer` arguments; ``image_size``, ``mean`` and ``std`` default to
-            CLIP's. ``views`` (``orthogonal6``) are the cameras of the zero-shot validation; the pre-training
-            depth maps use each sample's own RGB camera. Keep it equal to the zero-shot run's ``model.render``.
+            CLIP's, ``encoding`` to the authors' release (:data:`~plugin.render.depth_renderer.CLIP2POINT_ENCODING`),
+            ``views`` to the 10-view set (``orthogonal_corner10``, as the release's validation). ``views`` are the
+            cameras of the zero-shot validation; the pre-training depth maps use each sample's own RGB camera.
         tau: NT-Xent temperature (0.7 in the supplement).
-        loss: :class:`~plugin.losses.SigmaBalancedLoss` switches: ``cross_only``, ``init_sigma``.
+        loss: :class:`~plugin.losses.SigmaBalancedLoss` switches: ``cross_only`` (one depth map at the original
+            distance against the RGB view, Sec. 5.6), ``init_sigma``.
         distance_jitter: ``[low, high)`` of the uniform camera-distance scales of the two depth maps.
         zero_shot_templates: prompt templates of the zero-shot validation (:func:`plugin.clip.resolve_templates`).
     """
@@ -65,11 +68,14 @@ class CLIP2Point(nn.Module):
                               f"{self.clip.image_size} or leave it unset.")
         render.setdefault("mean", self.clip.image_mean)
         render.setdefault("std", self.clip.image_std)
+        render.setdefault("encoding", CLIP2POINT_ENCODING)
+        render.setdefault("views", "orthogonal_corner10")
         try:
             self.renderer = DepthRenderer(**render)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"Bad model.render ({err}): fix that key (DepthRenderer takes image_size, dilation, "
-                              f"reduction, views, distance, fov_deg, background, normalise, near_bright).") from None
+                              f"reduction, views, distance, fov_deg, encoding, background, normalise, "
+                              f"near_bright).") from None
         self.depth_encoder = trainable_visual_copy(self.clip)             # E_d, initialised from E_i
         jitter = [float(v) for v in distance_jitter]
         if len(jitter) != 2 or not 0 < jitter[0] < jitter[1]:
@@ -81,7 +87,7 @@ class CLIP2Point(nn.Module):
         if unknown:
             raise ConfigError(f"Unknown key(s) {', '.join(sorted(unknown))} in model.loss: use cross_only and "
                               f"init_sigma.")
-        self.criterion = SigmaBalancedLoss(tau=tau, **loss)
+        self.criterion = SigmaBalancedLoss(tau=tau, tau_key="model.tau", init_sigma_key="model.loss.init_sigma", **loss)
         self.zero_shot_templates = resolve_templates(zero_shot_templates, "model.zero_shot_templates")
         self._text_cache: Dict[Tuple[str, ...], torch.Tensor] = {}
 
@@ -109,24 +115,30 @@ class CLIP2Point(nn.Module):
         cameras = scale_camera_distance(view, scale.to(view))
         depth = render_depth(points, cameras.unsqueeze(1), proj.unsqueeze(1), r.image_size, r.dilation,
                              r.reduction).depth.to(points.dtype)
-        return depth_to_image(depth, r.background, r.normalise, r.near_bright, r.mean, r.std)[:, 0]
+        return r.to_image(depth)[:, 0]
 
     def encode_image(self, img: torch.Tensor) -> torch.Tensor:
-        """Frozen CLIP features E_i (B, D) of CLIP-normalised RGB images (B,3,H,W), without gradients."""
+        """Frozen CLIP features E_i (B, D) of RGB images (B,3,H,W) in [0, 1], without gradients.
+
+        The images are resized to CLIP's input and normalised with its mean/std, as CLIP's preprocessing does.
+        """
         size = self.clip.image_size
         if img.shape[-2:] != (size, size):
             img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(self.clip.image_mean, dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.clip.image_std, dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
         with torch.no_grad():
-            return self.clip.visual(img)
+            return self.clip.visual((img - mean) / std)
 
     def forward(self, data: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
-        """The σ-balanced loss of one batch (Eq. 7).
+        """The σ-balanced loss of one batch (Eq. 7), or L_cross alone with ``loss.cross_only`` (Sec. 5.6).
 
         Args:
-            data: ``pos`` (B,N,3), ``img`` (B,3,H,W) CLIP-normalised RGB view, ``view``/``proj`` (B,4,4) its cameras.
+            data: ``pos`` (B,N,3), ``img`` (B,3,H,W) RGB view in [0, 1], ``view``/``proj`` (B,4,4) its cameras.
 
         Returns:
-            ``(loss, logs)`` with ``l_intra``, ``l_cross``, ``sigma`` and ``loss``.
+            ``(loss, logs)`` with ``l_intra``, ``l_cross``, ``sigma`` and ``loss`` (``l_cross`` and ``loss`` with
+            ``cross_only``).
         """
         missing = [k for k in ("pos", "img", "view", "proj") if k not in data]
         if missing:
@@ -134,12 +146,18 @@ class CLIP2Point(nn.Module):
                                 f"use dataset.common.NAME=RenderedViews.")
         pos, view, proj = data["pos"], data["view"], data["proj"]
         batch, (low, high) = pos.shape[0], self.distance_jitter
-        with torch.no_grad():  # two independent distances d1, d2 along the RGB view's direction
-            scale_1 = sample_distance_scales(batch, low=low, high=high, device=pos.device)
-            scale_2 = sample_distance_scales(batch, low=low, high=high, device=pos.device)
-            depth = torch.cat([self.render_from(pos, view, proj, scale_1), self.render_from(pos, view, proj, scale_2)])
-        f_d1, f_d2 = self.depth_encoder(depth).chunk(2)
         f_i = self.encode_image(data["img"])
+        if self.criterion.cross_only:  # Sec. 5.6: one depth map at the RGB view's own distance
+            with torch.no_grad():
+                depth = self.render_from(pos, view, proj, torch.ones(batch, device=pos.device))
+            f_d1, f_d2 = self.depth_encoder(depth), None
+        else:
+            with torch.no_grad():  # two independent distances d1, d2 along the RGB view's direction
+                scale_1 = sample_distance_scales(batch, low=low, high=high, device=pos.device)
+                scale_2 = sample_distance_scales(batch, low=low, high=high, device=pos.device)
+                depth = torch.cat([self.render_from(pos, view, proj, scale_1),
+                                   self.render_from(pos, view, proj, scale_2)])
+            f_d1, f_d2 = self.depth_encoder(depth).chunk(2)
         loss, logs = self.criterion(f_d1, f_d2, f_i)
         logs["loss"] = loss.item()
         return loss, logs
@@ -153,7 +171,7 @@ class CLIP2Point(nn.Module):
 
     @torch.no_grad()
     def zero_shot_validation(self, points: torch.Tensor, class_names: Sequence[str]) -> torch.Tensor:
-        """Zero-shot logits (B, C) of clouds from E_d on the renderer's views (``orthogonal6``), Eq. 11.
+        """Zero-shot logits (B, C) of clouds from E_d on the renderer's views (``render.views``), Eq. 11.
 
         Args:
             points: (B, N, 3) clouds, centred and in the unit sphere.

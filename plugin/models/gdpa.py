@@ -5,7 +5,7 @@ images of a cloud: the pre-trained depth encoder (depth path, ``D``) and CLIP's 
 path, ``C``). Only the adapters and the gate are trained; the text features are a fixed buffer.
 """
 import logging
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ from ..errors import BadInputError, ConfigError
 
 LOGGER = logging.getLogger("plugin")
 VARIANTS = ("gated", "dual", "depth_only", "clip_only", "inter_view")
+LEARNABLE = "learnable"  # model.logit_scale value for a trained temperature
 # the encoder paths each variant reads
 PATHS = {"gated": ("clip", "depth"), "dual": ("clip", "depth"), "depth_only": ("depth",),
          "clip_only": ("clip",), "inter_view": ("depth",)}
@@ -45,6 +46,28 @@ class GlobalViewAdapter(nn.Module):
         return self.f2(self.dropout(F.relu(self.f1(self.dropout(views.flatten(1))))))
 
 
+def parse_logit_scale(value: Union[None, float, str]) -> Optional[float]:
+    """``model.logit_scale``: None (plain cosine, scale 1), a positive number (fixed), or ``learnable``.
+
+    Returns the fixed scale, or None for ``learnable``.
+
+    Args:
+        value: the config value (``null``, a number, or the string ``learnable``).
+    """
+    if value is None:
+        return 1.0
+    if isinstance(value, str) and value.strip().lower() == LEARNABLE:
+        return None
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not scale > 0:
+        raise ConfigError(f"model.logit_scale is {value!r}: set it to null (plain cosine, Eq. 14), a positive "
+                          f"number (a fixed scale, e.g. CLIP's 100), or {LEARNABLE}.")
+    return scale
+
+
 @MODELS.register_module()
 class GatedDualPathAdapter(nn.Module):
     """Few-shot / supervised classifier on frozen per-view features of two encoders (CLIP2Point Sec. 3.4).
@@ -60,12 +83,15 @@ class GatedDualPathAdapter(nn.Module):
       cosine ignores).
     - ``dual``: the same two paths without a gate, ``G = G_C + G_D``.
     - ``depth_only`` / ``clip_only``: one path, ``G = G_D`` or ``G = G_C``.
-    - ``inter_view``: a PointCLIP-style inter-view adapter on the depth path alone. The global feature
-      ``g`` (Eq. 12) is expanded into a residual per view, ``r_v = ReLU(W_v g)``, blended into the view
-      features ``f'_v = f_v + inter_view_ratio * r_v``, and the view-wise features are averaged,
-      ``G = mean_v f'_v`` (our reading; PointCLIP's per-view logit weights become equal weights).
+    - ``inter_view``: PointCLIP's inter-view adapter on the depth path alone, scored as Eq. 4 scores views:
+      the global feature ``g`` (Eq. 12) is expanded into a residual per view, ``r_v = ReLU(W_v g)``, blended
+      into the view features ``f'_v = f_v + inter_view_ratio * r_v``, and the logits are the view-weighted
+      sum of per-view cosines, ``sum_v alpha_v cos(f'_v, T_c)``. PointCLIP searches the view weights
+      ``alpha`` after training (on the test set); here they are learnable parameters (``view_weights``),
+      initialised to ``1/V`` so that training starts from Eq. 11's view average.
 
-    Logits (Eq. 14): ``logit_scale * cos(G, T_c)`` for each class text feature ``T_c``.
+    Logits (Eq. 14): ``s * cos(G, T_c)`` for each class text feature ``T_c``, where ``s`` is 1 by default (the
+    plain cosine of Eq. 14 and of the authors' release), a fixed number, or learned (``logit_scale``).
 
     Args:
         num_views: V, views per cloud (10 for CLIP2Point's ``orthogonal_corner10``).
@@ -73,7 +99,8 @@ class GatedDualPathAdapter(nn.Module):
         hidden_dim: width of f1 in each aggregator (default D).
         variant: one of ``gated``, ``dual``, ``depth_only``, ``clip_only``, ``inter_view``.
         gate_init: initial value of the gate sigma (``gated`` only).
-        logit_scale: fixed temperature of Eq. 14 (CLIP's trained value is 100).
+        logit_scale: the scale s of Eq. 14's cosine: null (s = 1, the paper's plain cosine), a positive number
+            (fixed, e.g. CLIP's trained 100), or ``learnable`` (s = exp(t) with t trained from 0, i.e. s = 1).
         num_classes: size of the text-feature buffer, so that a checkpoint loads before the text is set
             (default: set by :meth:`set_text_features`).
         dropout: dropout inside the aggregators.
@@ -81,7 +108,7 @@ class GatedDualPathAdapter(nn.Module):
     """
 
     def __init__(self, num_views: int = 10, feature_dim: int = 512, hidden_dim: Optional[int] = None,
-                 variant: str = "gated", gate_init: float = 1.0, logit_scale: float = 100.0,
+                 variant: str = "gated", gate_init: float = 1.0, logit_scale: Union[None, float, str] = None,
                  num_classes: Optional[int] = None, dropout: float = 0.0, inter_view_ratio: float = 0.6,
                  **kwargs: Any):
         super().__init__()
@@ -98,6 +125,7 @@ class GatedDualPathAdapter(nn.Module):
         if variant == "inter_view":
             self.depth_adapter = GlobalViewAdapter(num_views, feature_dim, hidden_dim, dropout=dropout)
             self.view_residual = nn.Linear(feature_dim, num_views * feature_dim)
+            self.view_weights = nn.Parameter(torch.full((self.num_views,), 1.0 / self.num_views))
             self.inter_view_ratio = float(inter_view_ratio)
         else:
             if "clip" in self.paths:
@@ -107,8 +135,19 @@ class GatedDualPathAdapter(nn.Module):
         if variant == "gated":
             # shape (1,): OpenPoints' optimizer factory exempts 1-d parameters from weight decay
             self.gate = nn.Parameter(torch.full((1,), float(gate_init)))
-        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
+        fixed = parse_logit_scale(logit_scale)
+        if fixed is None:  # learned as a log, so s stays positive; shape (1,): no weight decay
+            self.log_logit_scale = nn.Parameter(torch.zeros(1))
+        else:
+            self.register_buffer("logit_scale", torch.tensor(fixed))
         self.register_buffer("text_features", torch.zeros(int(num_classes or 0), self.feature_dim))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """The scale s of Eq. 14's cosine logits (a 0-dim tensor; in the graph when learnable)."""
+        if hasattr(self, "log_logit_scale"):
+            return self.log_logit_scale.exp()[0]
+        return self.logit_scale
 
     @torch.no_grad()
     def set_text_features(self, text_features: torch.Tensor) -> None:
@@ -116,7 +155,7 @@ class GatedDualPathAdapter(nn.Module):
         if text_features.dim() != 2 or text_features.shape[1] != self.feature_dim:
             raise BadInputError(f"Text features of shape {tuple(text_features.shape)} do not match "
                                 f"feature_dim={self.feature_dim}: set model.feature_dim to the CLIP embedding size.")
-        self.text_features = F.normalize(text_features.detach().float(), dim=-1).to(self.logit_scale.device)
+        self.text_features = F.normalize(text_features.detach().float(), dim=-1).to(self.text_features.device)
 
     def _check(self, features: Optional[torch.Tensor], path: str) -> torch.Tensor:
         expected = (self.num_views, self.feature_dim)
@@ -127,12 +166,20 @@ class GatedDualPathAdapter(nn.Module):
                                 f"view count and the encoders' embedding size.")
         return features
 
+    def adapt_views(self, depth: torch.Tensor) -> torch.Tensor:
+        """``inter_view``: the adapted view features f'_v = f_v + ratio * ReLU(W_v g), (B, V, D)."""
+        views = self._check(depth, "depth")
+        residual = F.relu(self.view_residual(self.depth_adapter(views))).view_as(views)
+        return views + self.inter_view_ratio * residual
+
     def fuse(self, depth: Optional[torch.Tensor], clip: Optional[torch.Tensor]) -> torch.Tensor:
-        """The fused global feature G (B, D) of the variant from depth-path and CLIP-path view features (B, V, D)."""
+        """The fused global feature G (B, D) of the gated, dual and single-path variants from view features (B, V, D).
+
+        ``inter_view`` scores views one by one (Eq. 4) and has no single G: use :meth:`adapt_views`.
+        """
         if self.variant == "inter_view":
-            views = self._check(depth, "depth")
-            residual = F.relu(self.view_residual(self.depth_adapter(views))).view_as(views)
-            return (views + self.inter_view_ratio * residual).mean(dim=1)
+            raise BadInputError("The inter_view variant has no fused global feature: call adapt_views for its "
+                                "per-view features, or forward for its logits.")
         g_depth = self.depth_adapter(self._check(depth, "depth")) if "depth" in self.paths else None
         g_clip = self.clip_adapter(self._check(clip, "clip")) if "clip" in self.paths else None
         if self.variant == "gated":
@@ -146,5 +193,9 @@ class GatedDualPathAdapter(nn.Module):
         if self.text_features.shape[0] == 0:
             raise BadInputError("GatedDualPathAdapter has no text features: call set_text_features with the "
                                 "class text features before the forward pass.")
+        if self.variant == "inter_view":
+            cosines = F.normalize(self.adapt_views(depth), dim=-1) @ self.text_features.t()   # (B, V, C)
+            # Eq. 4: logits = sum_v alpha_v cos(f'_v, T), with learnable view weights alpha
+            return self.scale * torch.einsum("v,bvc->bc", self.view_weights, cosines)
         fused = F.normalize(self.fuse(depth, clip), dim=-1)
-        return self.logit_scale * fused @ self.text_features.t()  # Eq. 14: logit_scale * cos(G, T)
+        return self.scale * fused @ self.text_features.t()  # Eq. 14: s * cos(G, T), s = 1 by default

@@ -5,7 +5,9 @@ import torch
 from openpoints.models.build import MODELS, build_model_from_cfg
 from torch import nn
 
+from ..errors import ConfigError
 from ..losses import PointPictureInfoNCE
+from ..losses.info_nce import SWITCHES as LOSS_SWITCHES
 from ..render.cameras import rotation_of
 from ..render.mapping import points_to_cells
 from .feature_taps import tap_features
@@ -24,12 +26,26 @@ def _tap_channels(encoder: nn.Module, in_channels: int) -> Tuple[int, int]:
     return local.shape[1], global_feat.shape[1]
 
 
+SWITCHES = ("encoder_args", "image_backbone", "embed_dim", "pose_dim", "pose_conditioning", "loss_args")
+BACKBONE_KEYS = ("name", "weights", "image_size")
+
+
+def _reject_unknown(given: Dict[str, Any], valid: Tuple[str, ...], where: str) -> None:
+    """Raise :class:`ConfigError` naming ``valid`` when ``given`` has another key."""
+    unknown = sorted(k for k in given if k not in valid)
+    if unknown:
+        raise ConfigError(f"Unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)} of PicAtPoint: use "
+                          f"{', '.join(f'{where}.{k}' for k in valid)}.")
+
+
 @MODELS.register_module()
 class PicAtPoint(nn.Module):
     """Pre-trains an OpenPoints encoder against a frozen 2D backbone (Eqs. 1-3).
 
-    A batch holds ``pos`` (m,N,3), ``x`` (m,C,N), the rendered view ``img`` (m,3,H,W) normalised for the
-    2D backbone, and its cameras ``view``/``proj`` (m,4,4). ``forward`` returns ``(loss, logs)``.
+    A batch holds ``pos`` (m,N,3), ``x`` (m,C,N), the rendered view ``img`` (m,3,H,W) with values in
+    [0, 1], and its cameras ``view``/``proj`` (m,4,4). The model normalises ``img`` with the mean/std of
+    the chosen 2D backbone's own pretrained config, so swapping the backbone keeps its input right.
+    ``forward`` returns ``(loss, logs)``.
 
     Args:
         encoder_args: any OpenPoints encoder with a feature tap (``PointNextEncoder``, ``DGCNN``).
@@ -38,12 +54,20 @@ class PicAtPoint(nn.Module):
         pose_dim: size of the pose code of the local 3D head.
         pose_conditioning: condition the local 3D head on the view rotation (ablation switch).
         loss_args: :class:`PointPictureInfoNCE` arguments (``tau``, ``use_local``, ``use_global``).
+        **kwargs: nothing else is accepted: an unknown key (a mistyped ablation switch) is an error.
+
+    Raises:
+        ConfigError: an unknown key of the model, of ``image_backbone`` or of ``loss_args``.
     """
 
     def __init__(self, encoder_args: Dict[str, Any], image_backbone: Optional[Dict[str, Any]] = None,
                  embed_dim: int = 512, pose_dim: int = 64, pose_conditioning: bool = True,
-                 loss_args: Optional[Dict[str, Any]] = None, **kwargs):
+                 loss_args: Optional[Dict[str, Any]] = None, **kwargs: Any):
         super().__init__()
+        _reject_unknown(kwargs, SWITCHES, "model")
+        _reject_unknown(image_backbone or {}, BACKBONE_KEYS, "model.image_backbone")
+        loss_args = {k: v for k, v in (loss_args or {}).items() if k != "NAME"}
+        _reject_unknown(loss_args, LOSS_SWITCHES, "model.loss_args")
         self.encoder_args = encoder_args
         self.encoder = build_model_from_cfg(encoder_args)
         self.image_backbone = FrozenImageBackbone(**(image_backbone or {}))
@@ -54,7 +78,6 @@ class PicAtPoint(nn.Module):
         self.pose_encoder = PoseEncoder(pose_dim) if pose_conditioning else None
         self.local_head_3d = LocalPointHead(local_c, embed_dim, pose_dim if pose_conditioning else 0)
         self.local_head_2d = LocalImageHead(image_c, embed_dim)
-        loss_args = {k: v for k, v in (loss_args or {}).items() if k != "NAME"}
         self.criterion = PointPictureInfoNCE(**loss_args)
 
     def image_side_parameters(self) -> List[nn.Parameter]:
@@ -65,7 +88,7 @@ class PicAtPoint(nn.Module):
         """All embeddings of a batch: ``local_3d`` (m,d,L), ``local_2d`` (m,d,S*S), ``global_3d``/``global_2d`` (m,d),
         plus ``cells``/``inside`` (m,L) of the 3D regions' centres on the S x S grid (Sec. 3.3)."""
         centers, local, global_feat = tap_features(self.encoder, data)
-        fmap, image_global = self.image_backbone(data["img"])
+        fmap, image_global = self.image_backbone(self.image_backbone.normalize(data["img"]))
         pose = self.pose_encoder(rotation_of(data["view"])) if self.pose_encoder is not None else None
         cells, inside = points_to_cells(centers, data["view"], data["proj"], fmap.shape[-1])
         return {"local_3d": self.local_head_3d(local, pose), "local_2d": self.local_head_2d(fmap),

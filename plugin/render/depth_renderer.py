@@ -42,7 +42,9 @@ __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "DepthMaps",
+    "CLIP2POINT_ENCODING",
     "DepthRenderer",
+    "ENCODINGS",
     "REDUCTIONS",
     "VIEW_SETS",
     "depth_to_image",
@@ -51,7 +53,16 @@ __all__ = [
 ]
 
 REDUCTIONS = ("min", "weighted")
-NORMALISATIONS = ("per_image", "none")
+NORMALISATIONS = ("per_image", "min_over_max", "none")
+RELEASE_GREY_SCALE = 200.0 / 255.0  # top grey level of the CLIP2Point release's depth maps
+# Named depth-map encodings: the (normalise, near_bright, background) each one sets.
+ENCODINGS = {
+    # the CLIP2Point authors' release: near points dark, g = (d - d_min) / d_max * 200/255, white background
+    "clip2point_release": {"normalise": "min_over_max", "near_bright": False, "background": 1.0},
+    # near points bright, g = 1 - (d - d_min) / (d_max - d_min), black background
+    "near_bright": {"normalise": "per_image", "near_bright": True, "background": 0.0},
+}
+CLIP2POINT_ENCODING = "clip2point_release"  # the encoding CLIP2Point's model and modes default to
 VIEW_SETS = {"orthogonal6": orthogonal_views, "orthogonal_corner10": orthogonal_and_corner_views}
 _RANGE_EPS = 1e-12  # floor of (far - near) in the per-image normalisation
 
@@ -178,22 +189,28 @@ def depth_to_image(
 ) -> Tensor:
     """CLIP-ready 3-channel images from depth maps.
 
-    Covered pixels (finite depth) get a grey level ``g``:
+    Covered pixels (finite depth) get a grey level ``g``, with d_min and d_max over the image's
+    covered pixels:
 
-    - ``normalise="per_image"``: ``g = (d - d_min) / max(d_max - d_min, 1e-12)`` with d_min,
-      d_max over the image's covered pixels, so g is in [0, 1]; with ``near_bright`` it is
-      ``1 - g`` (nearest pixel 1, farthest 0; a single depth gives 1).
+    - ``normalise="per_image"``: ``g = (d - d_min) / max(d_max - d_min, 1e-12)``, in [0, 1];
+      with ``near_bright`` it is ``1 - g`` (nearest pixel 1, farthest 0; a single depth gives 1).
+    - ``normalise="min_over_max"``: ``g = (d - d_min) / d_max * 200/255``, the CLIP2Point
+      release's scaling (nearest pixel 0, farthest ``(1 - d_min/d_max) * 200/255``); it draws
+      near points dark, so it needs ``near_bright=False``. (The release takes its minimum after
+      setting empty pixels to 1, so there d_min is ``min(d_min, 1)``; in its camera units the
+      covered depths lie around 1. Here d_min is over covered pixels only, whatever the units.)
     - ``normalise="none"``: ``g = d`` (raw depth), or ``g = 1 / d`` (inverse depth) with
       ``near_bright``.
 
     Uncovered pixels get ``g = background``. The grey image is repeated to 3 channels and each
-    channel c is standardised as ``(g - mean[c]) / std[c]``.
+    channel c is standardised as ``(g - mean[c]) / std[c]``. :data:`ENCODINGS` names the
+    combinations that :class:`DepthRenderer` offers as presets.
 
     Args:
         depth: (..., H, W) depth maps, ``+inf`` (any non-finite value) where empty, e.g. the
             (B, V, H, W) ``depth`` of :func:`render_depth`.
         background: grey level of uncovered pixels, before standardisation.
-        normalise: ``"per_image"`` or ``"none"`` (see above).
+        normalise: ``"per_image"``, ``"min_over_max"`` or ``"none"`` (see above).
         near_bright: make nearer points brighter (see above).
         mean: per-channel means (3 values); CLIP's by default.
         std: per-channel standard deviations (3 positive values); CLIP's by default.
@@ -202,6 +219,8 @@ def depth_to_image(
         (..., 3, H, W) images in depth's floating dtype.
     """
     _choice("normalise", normalise, NORMALISATIONS)
+    if normalise == "min_over_max" and near_bright:
+        raise ValueError("normalise 'min_over_max' draws near points dark; set near_bright to False.")
     if not isinstance(depth, Tensor) or depth.dim() < 2 or not depth.is_floating_point():
         raise BadInputError("`depth` must be a floating-point (..., H, W) tensor; pass render_depth(...).depth.")
     mean_t = torch.as_tensor(mean, dtype=depth.dtype, device=depth.device)
@@ -209,14 +228,17 @@ def depth_to_image(
     if mean_t.shape != (3,) or std_t.shape != (3,) or not bool((std_t > 0).all()):
         raise ValueError("`mean` and `std` must hold 3 values each, with std > 0; pass per-channel statistics.")
     covered = torch.isfinite(depth)
-    if normalise == "per_image":
+    if normalise == "none":
+        grey = 1 / depth if near_bright else depth
+    else:
         near = torch.where(covered, depth, torch.inf).amin(dim=(-2, -1), keepdim=True)
         far = torch.where(covered, depth, -torch.inf).amax(dim=(-2, -1), keepdim=True)
-        span = (far - near).clamp_min(_RANGE_EPS)
-        grey = (torch.where(covered, depth, near) - near) / span  # empty images: near = +inf
-        grey = 1 - grey if near_bright else grey
-    else:
-        grey = 1 / depth if near_bright else depth
+        offset = torch.where(covered, depth, near) - near  # empty images: near = +inf
+        if normalise == "per_image":
+            grey = offset / (far - near).clamp_min(_RANGE_EPS)
+            grey = 1 - grey if near_bright else grey
+        else:  # the release's (d - d_min) / d_max * 200/255
+            grey = offset / far.clamp_min(_RANGE_EPS) * RELEASE_GREY_SCALE
     grey = torch.where(covered, grey, torch.as_tensor(background, dtype=depth.dtype))
     image = grey.unsqueeze(-3).expand(*depth.shape[:-2], 3, *depth.shape[-2:])
     return (image - mean_t.view(3, 1, 1)) / std_t.view(3, 1, 1)
@@ -237,9 +259,16 @@ class DepthRenderer(torch.nn.Module):
             ``"orthogonal_corner10"`` (plus four upper corners).
         distance: camera distance from the origin.
         fov_deg: field of view in degrees.
-        background: grey level of uncovered pixels (see :func:`depth_to_image`).
-        normalise: ``"per_image"`` or ``"none"`` (see :func:`depth_to_image`).
-        near_bright: nearer points are brighter.
+        encoding: a preset of :data:`ENCODINGS` giving ``normalise``, ``near_bright`` and
+            ``background``: ``"near_bright"`` (near points bright on black) or
+            ``"clip2point_release"`` (the authors' release: near points dark on white,
+            ``(d - d_min) / d_max * 200/255``). CLIP2Point's model and modes default to
+            :data:`CLIP2POINT_ENCODING`.
+        background: grey level of uncovered pixels (see :func:`depth_to_image`); None: the
+            encoding's.
+        normalise: ``"per_image"``, ``"min_over_max"`` or ``"none"`` (see
+            :func:`depth_to_image`); None: the encoding's.
+        near_bright: nearer points are brighter; None: the encoding's.
         mean: per-channel means for the standardisation; CLIP's by default.
         std: per-channel standard deviations; CLIP's by default.
     """
@@ -250,8 +279,8 @@ class DepthRenderer(torch.nn.Module):
     def __init__(
         self, image_size: int = 224, dilation: int = 1, reduction: str = "min",
         views: str = "orthogonal6", distance: float = DEFAULT_DISTANCE,
-        fov_deg: float = DEFAULT_FOV_DEG, background: float = 0.0, normalise: str = "per_image",
-        near_bright: bool = True, mean: Sequence[float] = CLIP_MEAN,
+        fov_deg: float = DEFAULT_FOV_DEG, encoding: str = "near_bright", background: float | None = None,
+        normalise: str | None = None, near_bright: bool | None = None, mean: Sequence[float] = CLIP_MEAN,
         std: Sequence[float] = CLIP_STD,
     ) -> None:
         super().__init__()
@@ -259,8 +288,13 @@ class DepthRenderer(torch.nn.Module):
         self.dilation = _positive_int("dilation", dilation)
         self.reduction = _choice("reduction", reduction, REDUCTIONS)
         self.views = _choice("views", views, tuple(VIEW_SETS))
-        self.normalise = _choice("normalise", normalise, NORMALISATIONS)
-        self.background, self.near_bright = float(background), bool(near_bright)
+        self.encoding = _choice("encoding", encoding, tuple(ENCODINGS))
+        preset = ENCODINGS[encoding]
+        self.normalise = _choice("normalise", preset["normalise"] if normalise is None else normalise, NORMALISATIONS)
+        self.near_bright = bool(preset["near_bright"] if near_bright is None else near_bright)
+        self.background = float(preset["background"] if background is None else background)
+        if self.normalise == "min_over_max" and self.near_bright:
+            raise ValueError("normalise 'min_over_max' draws near points dark; set near_bright to False.")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("`mean` and `std` must hold 3 values each, with std > 0; pass per-channel statistics.")
@@ -300,9 +334,17 @@ class DepthRenderer(torch.nn.Module):
         Returns:
             (B, V, 3, H, W) standardised depth images in the points' dtype.
         """
-        depth = self.render(points, distance_scale).depth.to(points.dtype)
+        return self.to_image(self.render(points, distance_scale).depth.to(points.dtype))
+
+    def to_image(self, depth: Tensor) -> Tensor:
+        """CLIP-ready images (..., 3, H, W) of depth maps (..., H, W) with this renderer's encoding.
+
+        Args:
+            depth: depth maps, non-finite where empty (:func:`render_depth`'s ``depth``).
+        """
         return depth_to_image(depth, self.background, self.normalise, self.near_bright, self.mean, self.std)
 
     def extra_repr(self) -> str:
         return (f"image_size={self.image_size}, dilation={self.dilation}, reduction={self.reduction!r}, "
-                f"views={self.views!r}, normalise={self.normalise!r}, near_bright={self.near_bright}")
+                f"views={self.views!r}, encoding={self.encoding!r}, normalise={self.normalise!r}, "
+                f"near_bright={self.near_bright}, background={self.background}")

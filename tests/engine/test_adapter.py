@@ -59,6 +59,8 @@ def test_fewshot_run_end_to_end_records_split_seed_and_metrics(tiny_modelnet, tm
     assert metrics["shots"] == 2 and metrics["fewshot_seed"] == 5 and metrics["train_samples"] == 6
     assert metrics["test_samples"] == 12 and metrics["num_views"] == 10 and metrics["depth_encoder"] == "clip"
     assert metrics["variant"] == "gated" and isinstance(metrics["gate"], float)
+    assert metrics["selected_by"] == "last" and metrics["best_epoch"] == 2 and metrics["best_val_top1"] is None
+    assert metrics["logit_scale"] == 1.0                                   # Eq. 14's plain cosine
     split = json.loads((run / "fewshot_split.json").read_text())
     assert split["seed"] == 5 and split["shots"] == 2 and split["per_class"] == {"airplane": 2, "bathtub": 2, "bed": 2}
     # the tiny train split lists 8 clouds per class, class by class
@@ -85,8 +87,9 @@ def test_resume_keeps_the_split_and_continues(tiny_modelnet, tmp_path, main):
     assert main(args) == 0
     run = only_run(tmp_path)
     split = (run / "fewshot_split.json").read_text()
-    # a resumed run keeps the checkpoint's split even if the seed on the command line changed
-    assert main([*args, "mode=resume", f"run_dir={run}", "epochs=2", "fewshot.seed=9"]) == 0
+    # a resumed run keeps its config: another seed on the command line is refused, not applied silently
+    assert main(["--cfg", FEWSHOT_CFG, "mode=resume", f"run_dir={run}", "epochs=2", "fewshot.seed=9"]) == 2
+    assert main(["--cfg", FEWSHOT_CFG, "mode=resume", f"run_dir={run}", "epochs=2"]) == 0
     assert (run / "fewshot_split.json").read_text() == split
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and torch.load(run / "ckpt_latest.pth", weights_only=False)["epoch"] == 2
@@ -107,11 +110,56 @@ def test_finetune_mode_dispatches_to_the_adapter_and_reads_the_depth_encoder(tin
     assert main(["--cfg", FINETUNE_CFG, *overrides]) == 0
     run = only_run(tmp_path / "log")
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["train_split"] == "full" and metrics["train_samples"] == 24 and "shots" not in metrics
+    assert metrics["train_split"] == "full" and "shots" not in metrics
+    # the finetune config selects on adapter_holdout = 10 % of the 24 training clouds, held out from training
+    assert metrics["selected_by"] == "holdout" and (metrics["train_samples"], metrics["holdout_samples"]) == (22, 2)
+    assert metrics["best_epoch"] in (1, 2) and 0 <= metrics["best_val_top1"] <= 100
     assert metrics["depth_encoder"] == str(checkpoint) and 0 <= metrics["top1"] <= 100
     assert not (run / "fewshot_split.json").exists()
     assert f"tensors from {checkpoint}" in (run / "log.txt").read_text()
     assert torch.load(run / "ckpt_latest.pth", weights_only=False)["mode"] == "finetune"
+
+
+@pytest.mark.parametrize("selection", ["last", "holdout"])
+def test_epoch_selection_never_reads_the_test_split(tiny_modelnet, tmp_path, main, monkeypatch, selection):
+    """A spy on the split loaders: the test clouds are read once, after the last epoch, to score the choice."""
+    import plugin.engine.adapter as adapter
+
+    events = []
+    probe_loader, train_epoch = adapter.probe_loader, adapter.train_adapter_epoch
+
+    def spy_loader(cfg, split, *args, **kwargs):
+        events.append(("loader", split, cfg.dataset[split].get("split", split)))
+        return probe_loader(cfg, split, *args, **kwargs)
+
+    def spy_epoch(*args, **kwargs):
+        events.append(("epoch",))
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(adapter, "probe_loader", spy_loader)
+    monkeypatch.setattr(adapter, "train_adapter_epoch", spy_epoch)
+    args = ["--cfg", FEWSHOT_CFG, *tiny_adapter_overrides(tiny_modelnet, tmp_path, "fewshot.shots=4",
+                                                          f"adapter_select={selection}", "adapter_holdout=0.25")]
+    assert main(args) == 0
+    reads = [i for i, event in enumerate(events) if event[0] == "loader" and event[2] != "train"]
+    assert [events[i][1:] for i in reads] == [("test", "test")]         # dataset.val (= test) is never read
+    assert reads[0] > max(i for i, event in enumerate(events) if event == ("epoch",))
+    run = only_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    split = json.loads((run / "fewshot_split.json").read_text())
+    assert metrics["selected_by"] == split["selected_by"] == selection
+    held, drawn = set(split["holdout_indices"]), set(split["indices"])
+    assert len(drawn) == 12 and held <= drawn                             # selection uses only the K shots
+    assert len(held) == (3 if selection == "holdout" else 0) and metrics["train_samples"] == 12 - len(held)
+    if selection == "last":
+        assert metrics["best_epoch"] == 2
+    best = torch.load(run / "ckpt_best.pth", weights_only=False)
+    assert best["epoch"] == metrics["best_epoch"] and set(best["train_indices"]).isdisjoint(held)
+
+
+def test_unknown_selection_rule_is_refused(tiny_modelnet, tmp_path, main, capsys):
+    assert main(["--cfg", FEWSHOT_CFG, *tiny_adapter_overrides(tiny_modelnet, tmp_path), "adapter_select=test"]) == 2
+    assert "Unknown adapter_select 'test': set it to last or holdout" in capsys.readouterr().err
 
 
 def test_finetune_dispatch_leaves_pic_at_point_alone(tiny_modelnet, tmp_path):

@@ -1,7 +1,9 @@
 """``cfgs/modelnet40/clip2point.yaml``: pretrain -> zeroshot -> fewshot in one run, each later stage on the
 pre-trained depth encoder (tiny random CLIP, tiny rendered views and a tiny ModelNet layout)."""
 import json
+import shutil
 
+import pytest
 import torch
 
 from plugin.clip import DEPTH_ENCODER_KEY
@@ -11,10 +13,16 @@ from tests.models.test_pretrain_run import tiny_views  # noqa: F401  (fixture)
 CFG = str(REPO / "cfgs" / "modelnet40" / "clip2point.yaml")
 
 
-def test_stages_chain_the_depth_encoder(tiny_views, tiny_modelnet, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("source,protocol", [(None, "inductive"), ("modelnet40_normal_resampled", "transductive")])
+def test_stages_chain_the_depth_encoder(tiny_views, tiny_modelnet, tmp_path, source, protocol):  # noqa: F811
+    views = tmp_path / "views"
+    shutil.copytree(tiny_views, views)
+    if source:  # views rendered from ModelNet40: the zero-shot ModelNet40 stage is then transductive
+        meta = json.loads((views / "meta.json").read_text())
+        (views / "meta.json").write_text(json.dumps({**meta, "source": source}))
     args = ["--cfg", CFG, "model.clip.name=tiny-clip-test", "model.clip.pretrained=none", f"root_dir={tmp_path}",
             "num_points=128", "dataset.common.num_points=128", "pretrain_holdout=0.25",
-            f"stage_cfgs.pretrain.dataset.common.data_dir={tiny_views}", "stage_cfgs.pretrain.epochs=1",
+            f"stage_cfgs.pretrain.dataset.common.data_dir={views}", "stage_cfgs.pretrain.epochs=1",
             "stage_cfgs.pretrain.batch_size=4", "stage_cfgs.pretrain.val_batch_size=4",
             f"+stage_cfgs.zeroshot.dataset.common.data_dir={tiny_modelnet}",
             f"+stage_cfgs.fewshot.dataset.common.data_dir={tiny_modelnet}", "stage_cfgs.fewshot.fewshot.shots=2",
@@ -33,4 +41,8 @@ def test_stages_chain_the_depth_encoder(tiny_views, tiny_modelnet, tmp_path):  #
         assert 0 <= metrics["top1"] <= metrics["top5"] <= 100
     split = json.loads((runs["fewshot"] / "fewshot_split.json").read_text())
     assert list(split["per_class"].values()) == [2, 2, 2]                      # K = 2 of each class
-    assert set(json.loads((workflow / "metrics.json").read_text())["stages"]) == {"pretrain", "zeroshot", "fewshot"}
+    stages = json.loads((workflow / "metrics.json").read_text())["stages"]
+    assert set(stages) == {"pretrain", "zeroshot", "fewshot"}
+    assert stages["zeroshot"]["zero_shot_protocol"] == protocol
+    assert f"zero-shot protocol: {protocol}" in (runs["zeroshot"] / "log.txt").read_text()
+    assert stages["fewshot"]["selected_by"] == "last"

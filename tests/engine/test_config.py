@@ -49,3 +49,33 @@ def test_wrong_key_in_yaml_file(tmp_path):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="does not exist: pass an existing YAML with --cfg"):
         load_config("cfgs/nope.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("batch_size=0", "batch_size is 0 but must be an integer >= 1"),
+    ("val_batch_size=-2", "val_batch_size is -2 but must be an integer >= 1"),
+    ("epochs=0", "epochs is 0 but must be an integer >= 1"),
+    ("epochs=-1", "epochs is -1 but must be an integer >= 1"),
+    ("epochs=abc", "epochs is 'abc' but must be an integer >= 1"),
+    ("epochs=2.5", "epochs is 2.5 but must be an integer >= 1"),
+    ("val_freq=0", "val_freq is 0 but must be an integer >= 1"),
+    ("lr=abc", "lr is 'abc' but must be a number > 0"),
+    ("lr=0", "lr is 0 but must be a number > 0"),
+    ("dataset.common.num_points=abc", "dataset.common.num_points is 'abc' but must be an integer >= 1 or null"),
+    ("device=tpu", "device is 'tpu' but must be auto, cpu, cuda or cuda:N"),
+    ("dataloader.num_workers=-1", "dataloader.num_workers is -1 but must be an integer >= 0"),
+])
+def test_values_are_checked_when_the_config_loads(override, message):
+    with pytest.raises(ConfigError, match=f"^{message}.*: set {override.split('=')[0]} to"):
+        load_config(str(CFGS / "modelnet40" / "dgcnn.yaml"), [override])
+
+
+@pytest.mark.parametrize("override", ["device=cuda:1", "device=cpu", "lr=2e-3", "lr_image=null", "seed=null",
+                                      "num_points=512", "grad_norm_clip=1"])
+def test_valid_values_pass(override):
+    load_config(str(CFGS / "modelnet40" / "dgcnn.yaml"), [override])
+
+
+def test_bad_values_exit_2_before_any_run_folder(tmp_path, main, capsys):
+    assert main(["--cfg", str(CFGS / "modelnet40" / "dgcnn.yaml"), "epochs=0", f"root_dir={tmp_path}"]) == 2
+    assert "epochs is 0" in capsys.readouterr().err and not any(tmp_path.iterdir())

@@ -1,5 +1,6 @@
 """``mode=svm`` end to end on the tiny dataset: random init, a pre-trained encoder, the feature cache."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -54,18 +55,44 @@ def test_random_init_run_writes_metrics_and_features(baseline):
     assert metrics["encoder_tensors_loaded"] == 0 and metrics["load_path"] is None
     assert metrics["features_reused"] == {"train": False, "test": False}
     train, test = np.load(baseline / "features_train.npz"), np.load(baseline / "features_test.npz")
-    assert train["features"].shape == (24, 32) and test["features"].shape == (12, 32)   # max of embed_dim 32
+    assert train["features"].shape == (24, 64) and test["features"].shape == (12, 64)   # global: max + avg of 32
+    assert metrics["pooling"] == "global" and metrics["normalize"] is True
     assert list(train["labels"]) == [0] * 8 + [1] * 8 + [2] * 8                          # dataset order
     assert "encoder randomly initialised" in (baseline / "log.txt").read_text()
 
 
-def test_features_are_max_pooled_tap_features_without_augmentation(baseline, tiny_modelnet, tmp_path, main):
-    """Same seed, same features: extraction is deterministic (test-time transforms on the train split)."""
-    assert main(svm_args(tiny_modelnet, tmp_path, "svm.pooling=max,mean")) == 0
+def test_global_pooling_is_dgcnns_max_and_mean_without_augmentation(baseline, tiny_modelnet, tmp_path, main):
+    """Same seed, same features (test-time transforms on the train split); DGCNN's own embedding is the
+    max and the mean over points of its tapped features."""
+    assert main(svm_args(tiny_modelnet, tmp_path, "svm.pooling=global,max,mean")) == 0
     run = only_run(tmp_path)
-    both = np.load(run / "features_train.npz")["features"]
-    assert both.shape == (24, 64)
-    np.testing.assert_array_equal(both[:, :32], np.load(baseline / "features_train.npz")["features"])
+    features = np.load(run / "features_train.npz")["features"]
+    assert features.shape == (24, 128)
+    np.testing.assert_array_equal(features[:, :64], np.load(baseline / "features_train.npz")["features"])
+    np.testing.assert_allclose(features[:, :64], features[:, 64:], rtol=1e-5, atol=1e-6)  # pooling vs adaptive pool
+
+
+def test_probe_clouds_are_centred_and_scaled_like_the_pretraining_clouds(baseline, tiny_modelnet, tmp_path, main):
+    cfg = load_config(SVM_CFG, [o for o in tiny_overrides(tiny_modelnet, tmp_path) if not o.startswith("model.cls")])
+    batches = {}
+    for normalize in (True, False):
+        np.random.seed(0)                                   # the train split draws its points at random
+        batches[normalize] = next(iter(svm_mode.probe_loader(cfg, "train", normalize=normalize)))["pos"]
+    normalised, raw = batches[True], batches[False]
+    np.testing.assert_allclose(normalised.mean(dim=1).numpy(), 0, atol=1e-5)
+    np.testing.assert_allclose(normalised.norm(dim=-1).max(dim=1).values.numpy(), 1, atol=1e-5)
+    centred = raw - raw.mean(dim=1, keepdim=True)
+    expected = centred / centred.norm(dim=-1).max(dim=1).values[:, None, None]
+    np.testing.assert_allclose(normalised.numpy(), expected.numpy(), atol=1e-5)
+    assert (raw.norm(dim=-1).max(dim=1).values - 1).abs().max() > 0.1      # the raw clouds are not in that frame
+    # the normalisation is part of the cached features' fingerprint
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for split in ("train", "test"):
+        shutil.copy(baseline / f"features_{split}.npz", cache)
+    assert main(svm_args(tiny_modelnet, tmp_path, f"svm.feature_cache={cache}", "svm.normalize=False")) == 0
+    metrics = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    assert metrics["features_reused"] == {"train": False, "test": False} and metrics["normalize"] is False
 
 
 def test_pretrained_encoder_is_loaded(pretrained_ckpt, baseline, tiny_modelnet, tmp_path, main):

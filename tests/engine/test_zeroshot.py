@@ -8,6 +8,7 @@ import torch
 
 from plugin.clip import TINY_CLIP, depth_encoder_state, load_clip, trainable_visual_copy
 from plugin.engine import load_config
+from plugin.engine.zeroshot import zero_shot_protocol
 
 from .conftest import CLASSES, REPO
 
@@ -56,7 +57,8 @@ def test_pretrained_depth_encoder_replaces_the_visual_tower(baseline, tiny_model
     torch.save({"mode": "pretrain", **depth_encoder_state(encoder)}, ckpt)
     assert main(zeroshot_args(MN40_CFG, tiny_modelnet, tmp_path, f"pretrained_path={ckpt}")) == 0
     run = run_folder(tmp_path, "modelnet40")
-    assert json.loads((run / "metrics.json").read_text())["depth_encoder"] == str(ckpt)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["depth_encoder"] == str(ckpt) and metrics["zero_shot_protocol"] == "unknown"  # no run config
     # same text features (seed 0 CLIP), other view features: other logits
     assert not np.allclose(np.load(run / "logits_test.npz")["logits"], np.load(baseline / "logits_test.npz")["logits"])
 
@@ -71,7 +73,7 @@ def test_missing_clip_weights_is_one_sentence(tiny_modelnet, tmp_path, main, cap
     args = [a for a in zeroshot_args(MN40_CFG, tiny_modelnet, tmp_path) if not a.startswith("model.clip.")]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "set model.clip.pretrained" in err[0] and "weights/ViT-B-16.pt" in err[0]
+    assert len(err) == 1 and "set model.clip.pretrained" in err[0] and "weights/ViT-B-32.pt" in err[0]
 
 
 @pytest.mark.parametrize("task", ["modelnet40", "modelnet10", "scanobjectnn"])
@@ -79,9 +81,49 @@ def test_configs_load_with_their_documented_overrides(task: str) -> None:
     extra = ["dataset.common.variant=PB_T50_RS"] if task == "scanobjectnn" else []
     cfg = load_config(str(REPO / "cfgs" / task / "clip2point-zeroshot.yaml"),
                       ["model.clip.pretrained=weights/other.pt", "pretrained_path=x.pth", *extra])
-    assert cfg.mode == "zeroshot" and cfg.model.clip.name == "ViT-B-16"
+    assert cfg.mode == "zeroshot" and cfg.model.clip.name == "ViT-B-32"
     assert cfg.model.clip.pretrained == "weights/other.pt" and cfg.zeroshot.templates == "clip2point"
     if task == "scanobjectnn":
         assert (cfg.dataset.common.NAME, cfg.dataset.common.variant) == ("ScanObjectNN", "PB_T50_RS")
     if task == "modelnet10":
         assert cfg.dataset.common.subset == "modelnet10" and cfg.num_classes == 10
+
+
+def test_pretrained_path_null_uses_the_clip_visual_encoder(tiny_modelnet, tmp_path, main) -> None:
+    for spelling in ("null", "none"):
+        root = tmp_path / spelling
+        assert main(zeroshot_args(MN40_CFG, tiny_modelnet, root, f"pretrained_path={spelling}")) == 0
+        metrics = json.loads((run_folder(root, "modelnet40") / "metrics.json").read_text())
+        assert metrics["depth_encoder"] == "clip" and metrics["zero_shot_protocol"] == "inductive"
+
+
+def _pretraining_checkpoint(path: Path, views: Path, source: str) -> Path:
+    """A depth-encoder checkpoint whose run config pre-trained on ``views`` rendered from ``source``."""
+    views.mkdir(parents=True, exist_ok=True)
+    (views / "meta.json").write_text(json.dumps({"source": source, "classes": CLASSES}))
+    encoder = trainable_visual_copy(load_clip(TINY_CLIP, "none"))
+    cfg = {"dataset": {"common": {"NAME": "RenderedViews", "data_dir": str(views)}}}
+    torch.save({"mode": "pretrain", "cfg": cfg, **depth_encoder_state(encoder)}, path)
+    return path
+
+
+@pytest.mark.parametrize("source,protocol", [("modelnet40_normal_resampled", "transductive"),
+                                             ("shapenet55", "inductive")])
+def test_protocol_says_whether_pretraining_saw_the_evaluated_dataset(tiny_modelnet, tmp_path, main, source,
+                                                                     protocol) -> None:
+    ckpt = _pretraining_checkpoint(tmp_path / "clip2point.pth", tmp_path / "views", source)
+    for cfg, task in ((MN40_CFG, "modelnet40"), (MN10_CFG, "modelnet10")):   # ModelNet10 shapes are ModelNet40's
+        assert main(zeroshot_args(cfg, tiny_modelnet, tmp_path, f"pretrained_path={ckpt}")) == 0
+        run = run_folder(tmp_path, task)
+        assert json.loads((run / "metrics.json").read_text())["zero_shot_protocol"] == protocol
+        assert f"zero-shot protocol: {protocol}" in (run / "log.txt").read_text()
+
+
+def test_protocol_rules() -> None:
+    views = {"NAME": "RenderedViews", "data_dir": "/nowhere/views"}        # no meta.json: source unknown
+    assert zero_shot_protocol({"dataset": {"common": views}}, views)[0] == "transductive"       # same data root
+    modelnet = {"NAME": "ModelNet40Ply2048", "data_dir": "/data/mn40"}
+    assert zero_shot_protocol({"dataset": {"common": modelnet}}, {**modelnet, "NAME": "ModelNet40NormalResampled",
+                                                                   "data_dir": "/other"})[0] == "transductive"
+    assert zero_shot_protocol({"dataset": {"common": views}}, modelnet)[0] == "inductive"
+    assert zero_shot_protocol(None, modelnet)[0] == zero_shot_protocol({}, modelnet)[0] == "unknown"

@@ -4,28 +4,34 @@ import pytest
 import torch
 
 from plugin.errors import ConfigError
-from plugin.eval import load_features, parse_pooling, pool_local, save_features
+from plugin.eval import load_features, parse_pooling, pool_features, save_features
 from plugin.eval.feature_cache import file_digest, fingerprint
 
 
 @pytest.mark.parametrize("spec, names", [
     ("max", ("max",)), ("max,mean", ("max", "mean")), (" max , mean ", ("max", "mean")), (["mean"], ("mean",)),
+    ("global", ("global",)), ("global,max", ("global", "max")),
 ])
 def test_parse_pooling(spec, names):
-    assert parse_pooling(spec) == names
+    assert parse_pooling(spec, "svm.pooling") == names
 
 
 @pytest.mark.parametrize("spec", ["avg", "max,", "", None, ["max", "sum"]])
-def test_unknown_pooling(spec):
-    with pytest.raises(ConfigError, match="in svm.pooling: use max"):
-        parse_pooling(spec)
+def test_unknown_pooling_names_the_callers_key(spec):
+    with pytest.raises(ConfigError, match="in svm.pooling: use global, max"):
+        parse_pooling(spec, "svm.pooling")
+    with pytest.raises(ConfigError, match=r"in fewshot\.pooling: use global, max"):
+        parse_pooling(spec, "fewshot.pooling")
 
 
-def test_pool_local_concatenates_max_then_mean():
+def test_pool_features_concatenates_in_order():
     local = torch.arange(24.0).view(2, 3, 4)                # (B, C, L)
-    pooled = pool_local(local, ("max", "mean"))
+    global_feat = -torch.arange(10.0).view(2, 5)            # (B, C')
+    pooled = pool_features(local, global_feat, ("max", "mean"))
     assert pooled.shape == (2, 6)
     assert torch.equal(pooled[:, :3], local[..., -1]) and torch.equal(pooled[:, 3:], local.mean(-1))
+    both = pool_features(local, global_feat, ("global", "max"))
+    assert both.shape == (2, 8) and torch.equal(both[:, :5], global_feat) and torch.equal(both[:, 5:], local[..., -1])
 
 
 def test_cache_round_trip_and_mismatch(tmp_path):

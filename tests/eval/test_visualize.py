@@ -55,7 +55,7 @@ def _model_and_input(root, view: int):
     model.load_state_dict(torch.load(root / "ckpt.pth", weights_only=False)["model"])
     model.eval()
     obj = maps.load_rendered_object(str(root / "object"), view)
-    data = maps.model_input(obj, 256, False, cfg.dataset.common.image_mean, cfg.dataset.common.image_std)
+    data = maps.model_input(obj, 256, False)
     return model, prepare_batch(data, torch.device("cpu"), 3)
 
 
@@ -159,3 +159,18 @@ def test_class_names_from_text_or_meta_json(tmp_path):
     (tmp_path / "meta.json").write_text('{"classes": ["chair", "table"], "views": 20}')
     assert plots.read_class_names(str(tmp_path / "names.txt")) == ["chair", "table"]
     assert plots.read_class_names(str(tmp_path / "meta.json")) == ["chair", "table"]
+
+
+def test_model_input_matches_the_dataset_without_augmentation(rendered):
+    """Images in [0, 1] (the model normalises them), fixed points as RenderedViews gives them, view 0."""
+    from plugin.datasets import RenderedViews
+
+    root = rendered
+    (root / "test.txt").write_text("object 0\n")
+    obj = maps.load_rendered_object(str(root / "object"), 0)
+    for sampling in ("random", "fps"):
+        sample = RenderedViews(str(root), "test", num_points=64, sampling=sampling)[0]
+        data = maps.model_input(obj, 64, False, sampling)
+        for key in ("pos", "x", "heights", "img", "view", "proj"):
+            torch.testing.assert_close(data[key][0], sample[key], atol=0, rtol=0, msg=key)
+    assert 0.0 <= float(data["img"].min()) and float(data["img"].max()) <= 1.0

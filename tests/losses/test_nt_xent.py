@@ -44,8 +44,18 @@ def test_nt_xent_is_low_for_matching_pairs_and_rejects_bad_input():
     assert float(nt_xent(a, a, 0.1)) < float(nt_xent(a, a.roll(1, 0), 0.1))
     with pytest.raises(BadInputError, match="paired features"):
         nt_xent(a, a[:4])
-    with pytest.raises(ConfigError, match="model.tau"):
+    with pytest.raises(ConfigError, match="set tau to a positive"):
         nt_xent(a, a, 0.0)
+
+
+def test_bad_values_name_the_callers_config_keys():
+    a = torch.randn(4, 8)
+    with pytest.raises(ConfigError, match="set model.loss_args.temperature to a positive"):
+        nt_xent(a, a, -1.0, tau_key="model.loss_args.temperature")
+    with pytest.raises(ConfigError, match="set model.tau to a positive"):
+        SigmaBalancedLoss(tau=0.0, tau_key="model.tau")
+    with pytest.raises(ConfigError, match="set model.loss.init_sigma to a positive"):
+        SigmaBalancedLoss(init_sigma=-1.0, init_sigma_key="model.loss.init_sigma")
 
 
 def test_sigma_balanced_value_and_sigma_gradient_match_analytic():
@@ -75,10 +85,15 @@ def test_cross_only_switch_drops_intra_and_sigma():
     d1, d2 = torch.randn(4, 6, requires_grad=True), torch.randn(4, 6)
     img = torch.randn(4, 6)
     loss_fn = SigmaBalancedLoss(cross_only=True)
-    loss, logs = loss_fn(d1, d2, img)
-    assert torch.isclose(loss, torch.tensor(logs["l_cross"]))
+    loss, logs = loss_fn(d1, None, img)
+    # Sec. 5.6: L_cross of the single depth map itself, not of a mean of two maps
+    assert torch.isclose(loss, nt_xent(d1, img, 0.7)) and set(logs) == {"l_cross"}
     assert not loss_fn.log_sigma.requires_grad
     loss.backward()
     assert loss_fn.log_sigma.grad is None and d1.grad is not None
+    with pytest.raises(BadInputError, match="depth_2=None"):
+        loss_fn(d1, d2, img)
+    with pytest.raises(BadInputError, match="pass depth_2"):
+        SigmaBalancedLoss()(d1, None, img)
     with pytest.raises(ConfigError, match="init_sigma"):
         SigmaBalancedLoss(init_sigma=0.0)

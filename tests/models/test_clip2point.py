@@ -10,7 +10,9 @@ from plugin.clip import DEPTH_ENCODER_KEY, load_clip, load_depth_encoder
 from plugin.engine.pretrain import build_pretext_optimizer, holdout_indices
 from plugin.errors import ConfigError
 from plugin.eval import zero_shot_logits
+from plugin.losses import nt_xent
 from plugin.render import orthogonal_views
+from plugin.render.depth_renderer import CLIP2POINT_ENCODING
 
 TINY = {"NAME": "CLIP2Point", "clip": {"name": "tiny-clip-test", "pretrained": "none"}}
 
@@ -54,13 +56,13 @@ def test_depth_maps_come_from_the_samples_camera_at_the_jittered_distance():
     data = _batch()
     with torch.no_grad():
         own = model.render_from(data["pos"], data["view"], data["proj"], torch.ones(4))
-        fixed = model.renderer(data["pos"])                                   # orthogonal6: same cameras, unscaled
+        fixed = model.renderer(data["pos"])                  # orthogonal_corner10 starts with the 6 orthogonal ones
         far = model.render_from(data["pos"], data["view"], data["proj"], torch.full((4,), 1.1))
-    assert own.shape == (4, 3, 32, 32)
+        background = model.renderer.to_image(torch.full((1, 1, 1), float("inf")))[0, 0, 0]
+    assert own.shape == (4, 3, 32, 32) and model.renderer.num_views == 10
     for i in range(4):
         assert torch.equal(own[i], fixed[i, i])
-    background = own[0, 0].min()
-    covered_near, covered_far = (own[:, 0] > background).sum(), (far[:, 0] > background).sum()
+    covered_near, covered_far = (own[:, 0] != background).sum(), (far[:, 0] != background).sum()
     assert covered_far < covered_near                                         # farther camera: smaller silhouette
 
 
@@ -70,6 +72,28 @@ def test_cross_only_ablation_freezes_sigma():
     assert loss.item() == pytest.approx(logs["l_cross"], rel=1e-6)
     loss.backward()
     assert model.criterion.log_sigma.grad is None
+
+
+def test_cross_only_renders_one_depth_map_at_the_original_distance():
+    model, data = _model(loss={"cross_only": True}), _batch()
+    losses = []
+    for seed in (0, 1):                                                       # no distance jitter to draw
+        torch.manual_seed(seed)
+        losses.append(model(data)[0].detach())
+    with torch.no_grad():
+        depth = model.render_from(data["pos"], data["view"], data["proj"], torch.ones(4))    # scale 1: d itself
+        expected = nt_xent(model.depth_encoder(depth), model.encode_image(data["img"]), 0.7)  # Sec. 5.6
+    torch.testing.assert_close(losses[0], expected)
+    torch.testing.assert_close(losses[1], expected)
+
+
+def test_defaults_are_the_authors_encoding_and_the_10_view_validation():
+    model = _model()
+    assert model.renderer.encoding == CLIP2POINT_ENCODING == "clip2point_release"
+    assert model.renderer.views == "orthogonal_corner10" and not model.renderer.near_bright
+    assert _model(render={"encoding": "near_bright"}).renderer.near_bright
+    with pytest.raises(ConfigError, match="encoding"):
+        _model(render={"encoding": "sepia"})
 
 
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch():
@@ -115,7 +139,7 @@ def test_zero_shot_validation_is_eq11_on_the_depth_encoder():
     logits = model.zero_shot_validation(pos, ["cube", "chair", "lamp"])
     with torch.no_grad():
         views = model.renderer(pos)
-        features = model.depth_encoder(views.flatten(0, 1)).view(4, 6, -1)
+        features = model.depth_encoder(views.flatten(0, 1)).view(4, model.renderer.num_views, -1)
     expected = zero_shot_logits(features, model.text_features(["cube", "chair", "lamp"]))
     assert logits.shape == (4, 3)
     torch.testing.assert_close(logits, expected)

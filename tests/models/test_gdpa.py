@@ -9,7 +9,7 @@ from openpoints.utils import EasyConfig
 
 import plugin  # noqa: F401  (registers the model)
 from plugin.errors import BadInputError, ConfigError
-from plugin.models.gdpa import VARIANTS, GatedDualPathAdapter
+from plugin.models.gdpa import VARIANTS, GatedDualPathAdapter, parse_logit_scale
 
 
 def identity_adapter(model: GatedDualPathAdapter, name: str) -> None:
@@ -28,10 +28,13 @@ def test_gated_fusion_and_logits_match_a_hand_computation():
     model.set_text_features(torch.tensor([[2.0, 0.0], [0.0, 5.0]]))  # normalised to e1, e2
     clip = torch.tensor([[[2.0, -1.0]]])   # g_C = ReLU -> (2, 0)
     depth = torch.tensor([[[-1.0, 3.0]]])  # g_D = ReLU -> (0, 3)
-    # G = 0.5 * (2, 0) + (0, 3) = (1, 3); logits = 100 * (1, 3) / sqrt(10)
+    # G = 0.5 * (2, 0) + (0, 3) = (1, 3); Eq. 14's plain cosine: logits = (1, 3) / sqrt(10)
     assert torch.allclose(model.fuse(depth, clip), torch.tensor([[1.0, 3.0]]))
-    expected = torch.tensor([[100 / math.sqrt(10), 300 / math.sqrt(10)]])
-    assert torch.allclose(model(depth, clip), expected, atol=1e-4)
+    expected = torch.tensor([[1 / math.sqrt(10), 3 / math.sqrt(10)]])
+    assert torch.allclose(model(depth, clip), expected, atol=1e-6)
+    scaled = GatedDualPathAdapter(num_views=1, feature_dim=2, hidden_dim=2, logit_scale=100, num_classes=2)
+    scaled.load_state_dict(model.state_dict() | {"logit_scale": torch.tensor(100.0)})
+    assert torch.allclose(scaled(depth, clip), 100 * expected, atol=1e-4)  # CLIP's fixed scale, on request
 
 
 def test_eq12_concatenates_views_before_f1():
@@ -47,18 +50,27 @@ def test_eq12_concatenates_views_before_f1():
     fused = g(model.clip_adapter, clip) + g(model.depth_adapter, depth)
     assert torch.allclose(model.fuse(depth, clip), fused, atol=1e-6)
     text = F.normalize(model.text_features, dim=-1)
-    assert torch.allclose(model(depth, clip), 100 * F.normalize(fused, dim=-1) @ text.T, atol=1e-4)
+    assert torch.allclose(model(depth, clip), F.normalize(fused, dim=-1) @ text.T, atol=1e-6)
 
 
-def test_inter_view_with_a_zero_residual_averages_the_views():
+def test_inter_view_is_eq4_weighted_per_view_cosines():
     model = GatedDualPathAdapter(num_views=2, feature_dim=2, variant="inter_view")
     with torch.no_grad():
         model.view_residual.weight.zero_()
         model.view_residual.bias.copy_(torch.tensor([0.0, 0.0, 1.0, -1.0]))  # ReLU -> r_1 = 0, r_2 = (1, 0)
     model.set_text_features(torch.eye(2))
     depth = torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
-    # G = mean(f_1 + 0.6 r_1, f_2 + 0.6 r_2) = ((1 + 0.6) / 2, 2 / 2) = (0.8, 1.0)
-    assert torch.allclose(model.fuse(depth, None), torch.tensor([[0.8, 1.0]]))
+    # f'_1 = (1, 0) + 0.6 (0, 0) = (1, 0); f'_2 = (0, 2) + 0.6 (1, 0) = (0.6, 2)
+    assert torch.allclose(model.adapt_views(depth), torch.tensor([[[1.0, 0.0], [0.6, 2.0]]]))
+    cos_2 = torch.tensor([0.6, 2.0]) / math.sqrt(0.6 ** 2 + 4)       # cos(f'_2, e_1), cos(f'_2, e_2)
+    # view weights start at 1/V: logits = (cos(f'_1, T) + cos(f'_2, T)) / 2 (Eq. 11's view average)
+    torch.testing.assert_close(model(depth), ((torch.tensor([1.0, 0.0]) + cos_2) / 2).unsqueeze(0))
+    with torch.no_grad():
+        model.view_weights.copy_(torch.tensor([0.25, 2.0]))
+    # Eq. 4: logits = sum_v alpha_v cos(f'_v, T); the weights are not renormalised
+    torch.testing.assert_close(model(depth), (0.25 * torch.tensor([1.0, 0.0]) + 2.0 * cos_2).unsqueeze(0))
+    with pytest.raises(BadInputError, match="adapt_views"):
+        model.fuse(depth, None)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -71,13 +83,34 @@ def test_every_variant_builds_from_the_registry_and_classifies(variant):
     depth, clip = torch.randn(4, 10, 8), torch.randn(4, 10, 8)
     logits = model(depth if "depth" in model.paths else None, clip if "clip" in model.paths else None)
     assert logits.shape == (4, 5) and torch.isfinite(logits).all()
-    assert logits.abs().max() <= 100 + 1e-3  # |cos| <= 1
+    assert logits.abs().max() <= 1 + 1e-5  # plain cosines (Eq. 14), or their 1/V-weighted sum (Eq. 4)
     names = {name.split(".")[0] for name, _ in model.named_parameters()}
     expected = {"gated": {"clip_adapter", "depth_adapter", "gate"}, "dual": {"clip_adapter", "depth_adapter"},
                 "depth_only": {"depth_adapter"}, "clip_only": {"clip_adapter"},
-                "inter_view": {"depth_adapter", "view_residual"}}[variant]
+                "inter_view": {"depth_adapter", "view_residual", "view_weights"}}[variant]
     assert names == expected
     assert {name for name, _ in model.named_buffers()} == {"logit_scale", "text_features"}
+
+
+def test_logit_scale_is_plain_cosine_fixed_or_learnable():
+    torch.manual_seed(0)
+    depth, clip = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
+    plain = GatedDualPathAdapter(num_views=2, feature_dim=4, variant="dual")
+    plain.set_text_features(torch.randn(5, 4))
+    cosine = F.normalize(plain.fuse(depth, clip), dim=-1) @ plain.text_features.T
+    torch.testing.assert_close(plain(depth, clip), cosine)                  # Eq. 14: no scale by default
+    assert parse_logit_scale(None) == 1.0 and parse_logit_scale(14.3) == 14.3 and parse_logit_scale("learnable") is None
+    learnable = GatedDualPathAdapter(num_views=2, feature_dim=4, variant="dual", logit_scale="learnable",
+                                     num_classes=5)
+    learnable.load_state_dict({k: v for k, v in plain.state_dict().items() if k != "logit_scale"}, strict=False)
+    assert "logit_scale" not in dict(learnable.named_buffers())
+    torch.testing.assert_close(learnable(depth, clip), cosine)             # starts at s = exp(0) = 1
+    loss = F.cross_entropy(learnable(depth, clip), torch.tensor([0, 1, 2]))
+    loss.backward()
+    assert float(learnable.log_logit_scale.grad.abs()) > 0                  # the scale trains
+    for bad in (0, -2.0, "hot"):
+        with pytest.raises(ConfigError, match="model.logit_scale"):
+            GatedDualPathAdapter(num_views=2, feature_dim=4, logit_scale=bad)
 
 
 def test_single_path_variants_ignore_the_other_path():

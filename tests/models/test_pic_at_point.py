@@ -4,11 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
 from openpoints.models import build_model_from_cfg
 from openpoints.utils import EasyConfig
 
 import plugin  # noqa: F401
+from plugin.errors import ConfigError
+from plugin.losses import PointPictureInfoNCE
 from plugin.render.cameras import look_at
 from plugin.render.view_sets import dodecahedron_views
 
@@ -83,3 +86,41 @@ def test_encoder_state_loads_into_openpoints_basecls():
     classifier.encoder.load_state_dict(model.encoder.state_dict(), strict=True)
     for key, value in model.encoder.state_dict().items():
         assert torch.equal(classifier.encoder.state_dict()[key], value)
+
+
+@pytest.mark.parametrize("name, mean, std", [
+    ("resnet18", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),               # ImageNet statistics
+    ("tf_efficientnet_lite0", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),              # TF-ported: [-1, 1] inputs
+])
+def test_images_in_unit_range_are_normalised_with_the_chosen_backbones_statistics(name, mean, std):
+    torch.manual_seed(0)
+    model = tiny_model(image_backbone={"name": name, "weights": "none", "image_size": 64}).eval()
+    resolved = timm.data.resolve_data_config({}, model=model.image_backbone.body)
+    assert resolved["mean"] == pytest.approx(mean) and resolved["std"] == pytest.approx(std)
+    data = tiny_batch()
+    data["img"] = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))      # [0, 1], unnormalised
+    normalised = (data["img"] - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        fmap = model.image_backbone.body(normalised)[-1]
+        expected = model.local_head_2d(fmap)
+        torch.testing.assert_close(model.embed(data)["local_2d"], expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"pose_conditionning": False}, r"Unknown key\(s\) model\.pose_conditionning of PicAtPoint: use "
+                                    r"model\.encoder_args, .*model\.pose_conditioning, model\.loss_args"),
+    ({"loss_args": {"use_locl": False}}, r"model\.loss_args\.use_locl of PicAtPoint: use model\.loss_args\.tau, "
+                                         r"model\.loss_args\.use_local, model\.loss_args\.use_global"),
+    ({"image_backbone": {"name": "resnet18", "weight": "none"}}, r"model\.image_backbone\.weight of PicAtPoint"),
+])
+def test_a_mistyped_switch_is_an_error_naming_the_valid_ones(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        tiny_model(**kwargs)
+
+
+def test_the_loss_rejects_unknown_switches():
+    with pytest.raises(ConfigError, match=r"Unknown PointPictureInfoNCE switch\(es\) use_globl: use tau, use_local, "
+                                          r"use_global"):
+        PointPictureInfoNCE(use_globl=False)
+    with pytest.raises(ConfigError, match="both losses switched off: set use_local or use_global"):
+        PointPictureInfoNCE(use_local=False, use_global=False)

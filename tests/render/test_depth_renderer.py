@@ -239,7 +239,7 @@ def test_depth_renderer_equals_functional_api(gen):
 @pytest.mark.parametrize("kwargs,fragment", [
     ({"reduction": "mean"}, "unknown reduction 'mean'; use one of 'min', 'weighted'"),
     ({"views": "cube"}, "unknown views 'cube'; use one of 'orthogonal6', 'orthogonal_corner10'"),
-    ({"normalise": "global"}, "unknown normalise 'global'; use one of 'per_image', 'none'"),
+    ({"normalise": "global"}, "unknown normalise 'global'; use one of 'per_image', 'min_over_max', 'none'"),
     ({"dilation": 0}, "`dilation` must be >= 1"),
     ({"image_size": 2.5}, "`image_size` must be an int"),
     ({"std": (1.0, 0.0, 1.0)}, "`mean` and `std` must hold 3 values"),
