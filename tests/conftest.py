@@ -1,11 +1,38 @@
-"""Shared fixtures: the real data beside the project, the op backends, and small helpers."""
+"""Shared fixtures: the real data beside the project, the op backends, the ``cuda`` marker, and the CI gate."""
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+import torch
 from pointnet2_ops import _native
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI=true a missing native extension fails the run (instead of skipping its tests)."""
+    failure = _native.ci_gate_failure()
+    if failure:
+        pytest.exit(failure, returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip ``cuda``-marked tests (marker in pytest.ini) without a GPU or without the CUDA kernels."""
+    if item.get_closest_marker("cuda") is None:
+        return
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device available")
+    if not _native.has_cuda_kernels():
+        pytest.skip("pointnet2_ops was built without its CUDA kernels")
+
+
+@pytest.fixture
+def ext() -> ModuleType:
+    """The compiled extension ``pointnet2_ops._C``; skips if it failed to build."""
+    if _native._C is None:
+        pytest.skip(f"native extension unavailable: {_native._reason}")
+    return _native._C
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Run any mode of the plugin: ``python tools/main.py --cfg cfgs/<task>/<exp>.yaml [key=value ...]``.
 
 ``mode`` (in the YAML or as ``mode=...``) picks a runner from ``plugin.engine.RUNNERS``. Errors the
-user can fix are printed as one sentence (exit status 2) instead of a traceback.
+user can fix are printed as one sentence (exit status 2) instead of a traceback, and the run folder
+such an error ended before any checkpoint or metrics is removed.
 """
 import argparse
 import os
@@ -17,12 +18,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from plugin.engine import load_config, runner_for
+    from plugin.engine.run_folder import discarding_fresh_folders
     from plugin.errors import UserError
     from plugin.ops import PointOpsInputError
 
     try:
         cfg = load_config(args.cfg, args.overrides)
-        runner_for(cfg.mode)(cfg).run()
+        with discarding_fresh_folders((UserError, PointOpsInputError)):
+            runner_for(cfg.mode)(cfg).run()
     except (UserError, PointOpsInputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

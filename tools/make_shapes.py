@@ -5,7 +5,8 @@ bookshelf, sofa, lamp, bottle, vase, cup, bowl, mug, bed) with outward normals, 
 proportions, pose and sampling (:mod:`plugin.datasets.procedural_shapes`). The output reads with
 ``ModelNet40NormalResampled`` (default ``num_classes: 40``) and ``tools/render_views.py --source
 modelnet40_normal_resampled``.
-Rerunning with the same settings does nothing; an interrupted run is completed.
+Rerunning with the same settings does nothing; an interrupted run is completed. An unwritable ``--out`` (a
+regular file, read-only, a full disk) is one sentence with exit status 2.
 
 Example::
 
@@ -33,11 +34,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     from tqdm import tqdm
 
     from plugin.datasets.procedural_shapes import CLASSES, write_dataset
+    from plugin.engine.atomic_io import writing
     from plugin.errors import UserError
 
     try:
-        written = write_dataset(args.out, args.per_class_train, args.per_class_test, args.points, args.seed,
-                                args.max_tilt, progress=lambda todo: tqdm(todo, desc="shapes", unit="shape"))
+        with writing(args.out, "--out"):
+            written = write_dataset(args.out, args.per_class_train, args.per_class_test, args.points, args.seed,
+                                    args.max_tilt, progress=lambda todo: tqdm(todo, desc="shapes", unit="shape"))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,7 +12,8 @@ Examples::
 ``correspondence`` builds the model of ``--cfg`` (plus ``key=value`` overrides, which must match the run's),
 loads the checkpoint's ``model`` state and draws the cosine similarity between one 3D region's local embedding
 and every image region of the view. ``features`` draws one t-SNE or PCA panel per ``features_*.npz`` of
-``mode=svm``. Errors the user can fix are printed as one sentence (exit status 2).
+``mode=svm``. Errors the user can fix (a missing, corrupt or foreign checkpoint, an unwritable ``--out``)
+are printed as one sentence (exit status 2).
 """
 import argparse
 import os
@@ -46,13 +47,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_model_state(model, state, path: str) -> None:
-    """Load ``state`` into ``model``; a mismatch is one sentence saying to pass the run's config."""
+    """Load ``state`` into ``model``; a mismatch is one sentence saying to pass the run's config.
+
+    Args:
+        model: the model built from ``--cfg``.
+        state: the checkpoint's ``model`` state dict.
+        path: the checkpoint, for the message.
+    """
+    import torch
+
     from plugin.errors import ConfigError
 
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    wrong = [k for k in expected if k in state and not (torch.is_tensor(state[k])
+                                                        and state[k].shape == expected[k].shape)]
     if missing or unexpected or wrong:
         raise ConfigError(f"The model of --cfg does not fit '{path}' ({len(missing)} tensors missing, "
                           f"{len(unexpected)} unexpected, {len(wrong)} of another shape, e.g. "
@@ -64,6 +74,7 @@ def _load_model_state(model, state, path: str) -> None:
 def correspondence(args: argparse.Namespace) -> str:
     """Draw the correspondence map of ``args``; returns a one-line summary."""
     from plugin.engine import builders, load_config
+    from plugin.engine.atomic_io import writing
     from plugin.engine.batch import prepare_batch
     from plugin.engine.run_folder import load_checkpoint
     from plugin.errors import ConfigError, WeightsNotFoundError
@@ -72,7 +83,7 @@ def correspondence(args: argparse.Namespace) -> str:
     cfg = load_config(args.cfg, args.overrides)
     obj = maps.load_rendered_object(args.object, args.view)
     state = load_checkpoint(args.load_path, "--load_path")
-    if not isinstance(state, dict) or "model" not in state:
+    if not isinstance(state.get("model"), dict):
         raise WeightsNotFoundError(f"'{args.load_path}' holds no 'model' state: set --load_path to a "
                                    f"ckpt_best.pth or ckpt_latest.pth of mode=pretrain.")
     model = builders.build_model(cfg)
@@ -88,7 +99,8 @@ def correspondence(args: argparse.Namespace) -> str:
     encoder_args = cfg.model.get("encoder_args") or {}
     data = prepare_batch(data, device, int(encoder_args.get("in_channels", 3)), feature_keys=cfg.get("feature_keys"))
     result = maps.correspondence(model, data, args.point)
-    maps.draw_correspondence(obj.image, result, args.out, args.view, args.dpi)
+    with writing(args.out, "--out"):
+        maps.draw_correspondence(obj.image, result, args.out, args.view, args.dpi)
     size = result.grid_size
     best = int(result.similarity.argmax())
     return (f"region {result.region}: positive cell {divmod(result.cell, size)}, most similar cell "
@@ -97,6 +109,7 @@ def correspondence(args: argparse.Namespace) -> str:
 
 def features(args: argparse.Namespace) -> str:
     """Draw the feature embeddings of ``args``; returns a one-line summary."""
+    from plugin.engine.atomic_io import writing
     from plugin.eval import embedding_plots as plots
 
     names = plots.read_class_names(args.classes) if args.classes else None
@@ -109,7 +122,8 @@ def features(args: argparse.Namespace) -> str:
         folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
         title = f"{folder}/{os.path.basename(path)}\n{method} of {len(feats)} x {feats.shape[1]} features"
         panels.append((title, plots.embed_2d(feats, args.method, args.seed), labels))
-    plots.draw_embeddings(panels, args.out, names, args.dpi)
+    with writing(args.out, "--out"):
+        plots.draw_embeddings(panels, args.out, names, args.dpi)
     return f"{len(panels)} panel(s) of {method} -> {args.out}"
 
 

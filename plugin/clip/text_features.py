@@ -2,7 +2,10 @@
 
 The cache file name is a digest of the model name, a fingerprint of the text tower's weights, the
 class names and the templates, so a different checkpoint, random initialisation, class list or
-template set never reads stale features. Files are written atomically.
+template set never reads stale features. Files are written atomically, with the user's umask. The
+cache folder is ``zeroshot.text_cache`` (``model.text_cache`` for the adapter) when set, else
+``<root_dir>/cache/text_features`` (:func:`text_cache_dir`), so a run writes nothing outside
+``root_dir`` unless told to. A cache that cannot be written is skipped with a warning.
 """
 import hashlib
 import json
@@ -18,6 +21,17 @@ from .prompts import check_templates, format_prompts
 
 LOGGER = logging.getLogger("plugin")
 CACHE_VERSION = 1
+DEFAULT_CACHE_DIR = os.path.join("cache", "text_features")  # under root_dir
+
+
+def text_cache_dir(setting: Optional[str], root_dir: str) -> str:
+    """The folder of cached text classifiers: ``setting`` if set, else ``<root_dir>/cache/text_features``.
+
+    Args:
+        setting: the configured folder (``zeroshot.text_cache`` or ``model.text_cache``), or None.
+        root_dir: the run's ``root_dir``.
+    """
+    return str(setting) if setting else os.path.join(root_dir, DEFAULT_CACHE_DIR)
 
 
 def text_cache_key(clip: ClipModel, class_names: Sequence[str], templates: Sequence[str]) -> str:
@@ -94,7 +108,11 @@ def text_classifier(clip: ClipModel, class_names: Sequence[str], templates: Sequ
     if path:
         from ..engine import atomic_io  # here, not at the top: plugin.engine's zeroshot mode imports this module
 
-        atomic_io.save_torch({"key": key, "features": features.cpu(), "model": clip.name, "weights": clip.weights,
-                              "classes": class_names, "templates": templates}, path)
-        LOGGER.info(f"text features: {len(class_names)} classes x {len(templates)} templates -> {path}")
+        try:
+            atomic_io.save_torch({"key": key, "features": features.cpu(), "model": clip.name, "weights": clip.weights,
+                                  "classes": class_names, "templates": templates}, path, "text_cache")
+        except OSError as error:  # the cache is optional: the features are recomputed next time
+            LOGGER.warning(f"text features not cached: {error}")
+        else:
+            LOGGER.info(f"text features: {len(class_names)} classes x {len(templates)} templates -> {path}")
     return features

@@ -2,7 +2,6 @@
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -93,16 +92,12 @@ def _load_disk_cache(source: Path, num_points: int, expected: Tuple[int, ...]) -
 
 
 def _save_disk_cache(clouds: np.ndarray, path: Path) -> None:
-    """Write ``clouds`` to ``path`` atomically; a failure only logs a warning (the cache is optional)."""
-    tmp_name = None
+    """Write ``clouds`` to ``path`` atomically with the user's umask; a failure only logs a warning (the cache
+    is optional)."""
+    from ..engine import atomic_io  # here, not at the top: plugin.engine imports the datasets
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy.tmp", delete=False) as tmp:
-            tmp_name = tmp.name
-            np.save(tmp, clouds)
-        os.replace(tmp_name, path)
+        atomic_io.save_npy(clouds, str(path), "dataset.common.data_dir")
         LOGGER.info("Saved FPS cache %s", path)
     except OSError as exc:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
         LOGGER.warning("Could not write FPS cache %s (%s); it will be recomputed next time.", path, exc)

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..clip import (ClipModel, encode_views, load_clip_from_cfg, load_depth_encoder, resolve_templates,
                     text_classifier)
+from ..clip.text_features import text_cache_dir
 from ..errors import BadInputError, ConfigError, WeightsNotFoundError
 from ..eval import zero_shot_metrics
 from ..eval.zero_shot import topk_accuracy
@@ -205,10 +206,11 @@ class AdapterRunner(EpochRunner):
 
     Reads ``model`` (the adapter's arguments plus ``clip``: the CLIP of the CLIP path and of the text,
     ``render``: :class:`DepthRenderer` keys, ``templates``: prompt templates, ``text_cache``: folder of
-    cached text features), ``pretrained_path`` (a CLIP2Point pre-training checkpoint whose
-    ``depth_encoder`` feeds the depth path; without it the depth path uses CLIP's visual tower),
-    ``adapter_select``/``adapter_holdout`` (how the reported epoch is chosen, see the module docstring),
-    ``lr``, ``optimizer``, ``sched``, ``epochs``, ``batch_size``, ``criterion_args``, ``val_freq``.
+    cached text features, default ``<root_dir>/cache/text_features``), ``pretrained_path`` (a CLIP2Point
+    pre-training checkpoint whose ``depth_encoder`` feeds the depth path; without it the depth path uses
+    CLIP's visual tower), ``adapter_select``/``adapter_holdout`` (how the reported epoch is chosen, see the
+    module docstring), ``lr``, ``optimizer``, ``sched``, ``epochs``, ``batch_size``, ``criterion_args``,
+    ``val_freq``.
 
     Every epoch writes ``ckpt_latest.pth``. ``ckpt_best.pth`` is the reported epoch: the last one, or the best
     held-out top-1 (scored every ``val_freq`` epochs). After training, that checkpoint is scored on the test
@@ -236,8 +238,8 @@ class AdapterRunner(EpochRunner):
         self.model = self._build_model(model_cfg).to(self.device)
         self.encoders = frozen_path_encoders(self.clip, optional_path(cfg), self.model.paths)
         templates = resolve_templates(model_cfg.get("templates") or "clip2point", "model.templates")
-        self.model.set_text_features(text_classifier(self.clip, self.class_names, templates,
-                                                     cache_dir=model_cfg.get("text_cache")))
+        cache_dir = text_cache_dir(model_cfg.get("text_cache"), cfg.root_dir)
+        self.model.set_text_features(text_classifier(self.clip, self.class_names, templates, cache_dir=cache_dir))
         self.templates = templates
         self.criterion = builders.build_criterion(cfg).to(self.device)
         self.optimizer = builders.build_optimizer(cfg, self.model)
@@ -329,8 +331,9 @@ class AdapterRunner(EpochRunner):
             loader = torch.utils.data.DataLoader(torch.utils.data.Subset(loader.dataset, indices.tolist()),
                                                  batch_size=loader.batch_size, shuffle=False,
                                                  num_workers=loader.num_workers, collate_fn=loader.collate_fn)
-        features, labels = extract_path_features(loader, self.renderer, self.encoders, self.device,
-                                                 self.cfg.get("num_points"), f"features {name}")
+        with builders.isolated_rng(int(self.cfg.get("seed") or 0)):  # the same draws in every resumed segment
+            features, labels = extract_path_features(loader, self.renderer, self.encoders, self.device,
+                                                     self.cfg.get("num_points"), f"features {name}")
         if int(labels.max()) >= len(self.class_names):
             raise ConfigError(f"Label {int(labels.max())} of the {split} split has no class name "
                               f"({len(self.class_names)} names): set model.class_names to all names in label order.")
@@ -340,6 +343,8 @@ class AdapterRunner(EpochRunner):
 
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
+        samples = len(self.train_loader.dataset) if self.train_indices is None else len(self.train_indices)
+        builders.check_training_steps(samples, int(cfg.batch_size), drop_last=False, what="adapter's training set")
         train_features, train_labels = self._features("train", self.train_indices)
         held_out = None if self.holdout_indices is None else self._features("train", self.holdout_indices, "holdout")
         batch_size, eval_batch = int(cfg.batch_size), int(cfg.get("val_batch_size") or cfg.batch_size)

@@ -1,59 +1,182 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename over the target.
 
-A run killed mid-write therefore never leaves a partial checkpoint or metrics file behind.
+A run killed mid-write therefore never leaves a partial checkpoint or metrics file behind. Files get
+the permissions the user's umask gives new files (``0o666 & ~umask``), not ``mkstemp``'s 0600.
+
+A write that the file system refuses (a read-only folder, a path through a regular file, a full
+disk) raises :class:`OutputNotWritableError`: one sentence naming the path, the config key that
+chose it and the bytes free there. ``torch.save`` checks the free space against the tensor bytes of
+the state first, so a checkpoint that cannot fit is refused before anything is written.
 """
+import contextlib
 import json
+import math
 import os
+import shutil
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
+from ..errors import UserError
 
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+
+class OutputNotWritableError(UserError, OSError):
+    """An output file or folder cannot be written; the message names the key that chose its location."""
+
+
+def free_bytes(path: str) -> int:
+    """Free bytes on the file system of ``path``, or of its nearest existing parent."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
+
+
+@contextlib.contextmanager
+def writing(path: str, config_key: str = "root_dir") -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block into :class:`OutputNotWritableError` about ``path``.
+
+    Args:
+        path: the file or folder being written.
+        config_key: the config key (or option) that chose where ``path`` lies, named in the message.
+    """
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        yield
+    except UserError:
         raise
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise OutputNotWritableError(f"Cannot write '{path}' ({reason}): choose a writable {config_key}; "
+                                     f"{free_bytes(path)} bytes free there.") from error
 
 
-def save_torch(obj: Any, path: str) -> None:
-    """``torch.save`` ``obj`` to ``path`` atomically."""
-    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
-def save_json(obj: Any, path: str) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
+def _atomic_write(path: str, write: Callable[[str], None], config_key: str) -> None:
+    with writing(path, config_key):
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            os.close(fd)
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in ``obj`` (nested dicts, lists and tuples): what a checkpoint of it needs at least."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(value) for value in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(value) for value in obj)
+    return 0
+
+
+def save_torch(obj: Any, path: str, config_key: str = "root_dir") -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically, refusing it first when its tensors cannot fit.
+
+    Args:
+        obj: the state (tensors, plain containers, numbers, strings).
+        path: the target file.
+        config_key: the config key that chose where ``path`` lies, named in errors.
+    """
+    needed, free = tensor_bytes(obj), free_bytes(path)
+    if needed > free:
+        raise OutputNotWritableError(f"Cannot write '{path}' (it needs at least {needed} bytes): choose a writable "
+                                     f"{config_key} with more space; {free} bytes free there.")
+
+    def write(tmp: str) -> None:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as error:  # torch's file writer reports a failed write (e.g. a full disk) this way
+            raise OSError(f"torch.save failed: {str(error).splitlines()[0]}") from error
+
+    _atomic_write(path, write, config_key)
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN and infinite floats replaced by None (JSON has no literal for them)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def save_json(obj: Any, path: str, config_key: str = "root_dir") -> None:
+    """Write ``obj`` as indented, strictly valid JSON to ``path`` atomically; NaN and infinities become null.
+
+    Args:
+        obj: plain data (dicts, lists, numbers, strings, None).
+        path: the target file.
+        config_key: the config key that chose where ``path`` lies, named in errors.
+    """
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
+            json.dump(_finite(obj), f, indent=2, sort_keys=True, allow_nan=False)
             f.write("\n")
 
-    _atomic_write(path, write)
+    _atomic_write(path, write, config_key)
 
 
-def save_text(text: str, path: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
+def save_text(text: str, path: str, config_key: str = "root_dir") -> None:
+    """Write ``text`` to ``path`` atomically.
+
+    Args:
+        text: the content.
+        path: the target file.
+        config_key: the config key that chose where ``path`` lies, named in errors.
+    """
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             f.write(text)
 
-    _atomic_write(path, write)
+    _atomic_write(path, write, config_key)
 
 
-def save_npz(path: str, **arrays: Any) -> None:
-    """``np.savez`` the named ``arrays`` to ``path`` atomically."""
+def save_npz(path: str, config_key: str = "root_dir", **arrays: Any) -> None:
+    """``np.savez`` the named ``arrays`` to ``path`` atomically.
+
+    Args:
+        path: the target file.
+        config_key: the config key that chose where ``path`` lies, named in errors.
+        **arrays: name -> array.
+    """
     import numpy as np
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    _atomic_write(path, write)
+    _atomic_write(path, write, config_key)
+
+
+def save_npy(array: Any, path: str, config_key: str = "root_dir") -> None:
+    """``np.save`` ``array`` to ``path`` atomically.
+
+    Args:
+        array: the array.
+        path: the target file.
+        config_key: the config key that chose where ``path`` lies, named in errors.
+    """
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    _atomic_write(path, write, config_key)

@@ -3,9 +3,10 @@
 Each builder checks the registry ``NAME`` first, so a wrong name is one sentence listing the valid
 ones instead of a ``KeyError`` deep inside OpenPoints.
 """
+import contextlib
 import copy
 import random
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from openpoints.transforms.transforms_factory import DataTransforms
 from openpoints.utils import EasyConfig
 from openpoints.utils.registry import Registry
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataNotFoundError
 
 
 def check_name(args: Optional[Dict[str, Any]], registry: Registry, key: str) -> None:
@@ -75,6 +76,39 @@ def build_dataloader(cfg: Dict[str, Any], split: str, batch_size: Optional[int] 
     return loader
 
 
+def check_training_steps(samples: int, batch_size: int, drop_last: bool, what: str = "train split") -> int:
+    """Steps per epoch of a training set; an epoch of zero steps is refused before the first epoch.
+
+    Args:
+        samples: the training samples.
+        batch_size: samples per step.
+        drop_last: whether an incomplete last batch is dropped (OpenPoints' train loaders drop it).
+        what: the training set, for the message (e.g. ``train split``).
+
+    Raises:
+        DataNotFoundError: the training set is empty.
+        ConfigError: every batch would be dropped (fewer samples than ``batch_size``).
+    """
+    steps = samples // batch_size if drop_last else -(-samples // batch_size)
+    if samples == 0:
+        raise DataNotFoundError(f"The {what} holds no samples, so training would take no step: check "
+                                f"dataset.common.data_dir and the split list.")
+    if steps == 0:
+        raise ConfigError(f"The {what} has {samples} samples, fewer than batch_size={batch_size} (incomplete batches "
+                          f"are dropped), so training would take no step: set batch_size to at most {samples}.")
+    return steps
+
+
+def check_training_loader(loader: torch.utils.data.DataLoader, what: str = "train split") -> int:
+    """:func:`check_training_steps` of ``loader`` (its dataset size, batch size and ``drop_last``).
+
+    Args:
+        loader: the training loader.
+        what: the training set, for the message.
+    """
+    return check_training_steps(len(loader.dataset), loader.batch_size, loader.drop_last, what)
+
+
 def build_criterion(cfg: Dict[str, Any]) -> torch.nn.Module:
     """The loss of ``cfg.criterion_args`` (OpenPoints ``LOSS``)."""
     check_name(cfg.get("criterion_args"), LOSS, "criterion_args")
@@ -114,3 +148,21 @@ def seed_everything(seed: Optional[int]) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """Run a block with Python's, NumPy's and torch's RNGs seeded with ``seed``, and restore them after.
+
+    A pass that is not training (validation, feature extraction) then draws the same numbers in every
+    segment of a resumed run and leaves the training stream as it found it, so a resumed run continues
+    exactly as an uninterrupted one.
+    """
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng():
+        try:
+            seed_everything(seed)
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)

@@ -101,10 +101,9 @@ class TrainRunner(EpochRunner):
 
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
-        train_loader, val_loader = self._loader("train"), self._loader("val")
-        if len(train_loader) == 0:
-            raise ConfigError(f"The train split has fewer samples ({len(train_loader.dataset)}) than "
-                              f"batch_size={cfg.batch_size}: lower batch_size.")
+        train_loader = self._loader("train")
+        builders.check_training_loader(train_loader)
+        val_loader = self._loader("val")
         self.scheduler.step(self.start_epoch - 1)
         for epoch in range(self.start_epoch, cfg.epochs + 1):
             loss = self.train_epoch(train_loader, epoch)

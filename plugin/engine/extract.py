@@ -1,6 +1,5 @@
 """``extract`` mode: write the global features of a frozen encoder and the labels of splits to ``.npz``."""
 import logging
-import os
 from typing import Any, Dict
 
 import numpy as np
@@ -12,6 +11,7 @@ from .classification import progress
 from .encoder_weights import load_encoder_weights
 from .registry import RUNNERS
 from .runner import Runner
+from .svm import probe_loader
 
 LOGGER = logging.getLogger("plugin")
 
@@ -22,7 +22,9 @@ class ExtractRunner(Runner):
 
     Reads ``extract.splits`` (default ``[train, test]``) and ``load_path`` (optional: without it the
     encoder is randomly initialised, which is the baseline of a linear probe). Features are the
-    encoder's global embedding (``forward_cls_feat``) with the model in eval mode, in dataset order.
+    encoder's global embedding (``forward_cls_feat``) with the model in eval mode, in dataset order,
+    read as ``svm`` reads them (:func:`~plugin.engine.svm.probe_loader`: the test-time transforms, no
+    augmentation), so the same weights give the same features whatever the seed.
     """
 
     def run(self) -> Dict[str, Any]:
@@ -32,7 +34,7 @@ class ExtractRunner(Runner):
         LOGGER.info(f"encoder tensors loaded: {loaded}" if loaded else "encoder randomly initialised")
         outputs = {}
         for split in (cfg.get("extract") or {}).get("splits") or ["train", "test"]:
-            loader = builders.build_dataloader(cfg, split, shuffle=False)
+            loader = probe_loader(cfg, split)
             features, labels = [], []
             with torch.no_grad():
                 for data in progress(loader, f"extract {split}"):

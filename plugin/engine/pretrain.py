@@ -22,7 +22,6 @@ import logging
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -194,19 +193,15 @@ class PretrainRunner(EpochRunner):
                               "pretrain_select=loss.")
         self.model.eval()
         logits, labels = [], []
-        numpy_state = np.random.get_state()
-        with torch.random.fork_rng(devices=[]):   # the training RNG stream is left as it was
-            torch.manual_seed(VALIDATION_SEED)
-            np.random.seed(VALIDATION_SEED)
-            try:
+        try:
+            with builders.isolated_rng(VALIDATION_SEED):  # the training RNG stream is left as it was
                 for data in progress(loader, "zero-shot val"):
                     pos = data["pos"].float().to(self.device)
                     check_points(pos, "validation batch")
                     logits.append(self.model.zero_shot_validation(pos, classes).cpu())
                     labels.append(data["y"].reshape(-1).long())
-            finally:
-                np.random.set_state(numpy_state)
-                self.model.train()
+        finally:
+            self.model.train()
         if not logits:
             raise ConfigError("The validation split is empty: set dataset.val to a split with objects.")
         return topk_accuracy(torch.cat(logits), torch.cat(labels), (1,))[1]
@@ -249,6 +244,8 @@ class PretrainRunner(EpochRunner):
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
         loader, val_loader = self.loaders()
+        builders.check_training_loader(loader, "train split less the pretrain_holdout objects"
+                                       if isinstance(loader.dataset, Subset) else "train split")
         self.scheduler.step(self.start_epoch - 1)
         means: Dict[str, float] = {}
         for epoch in range(self.start_epoch, cfg.epochs + 1):

@@ -8,7 +8,13 @@ Contents::
     ckpt_latest.pth  state after the last finished epoch (model, optimizer, scheduler, epoch, RNG)
     ckpt_best.pth    the same, at the best validation score
 
-All files are written atomically (:mod:`plugin.engine.atomic_io`).
+All files are written atomically (:mod:`plugin.engine.atomic_io`); a folder or file the file system
+refuses (read-only, a path through a regular file, a full disk) is one sentence naming the key to
+change (:class:`~plugin.engine.atomic_io.OutputNotWritableError`).
+
+A folder made by :meth:`RunFolder.create` is *fresh* until it holds a checkpoint or ``metrics.json``;
+inside :func:`discarding_fresh_folders` (``tools/main.py``) a user error removes the fresh folders of
+the run, so a run that fails on its input leaves no partial folder behind.
 """
 import atexit
 import contextlib
@@ -17,10 +23,11 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import sys
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
 
 import yaml
 
@@ -40,6 +47,9 @@ class RunLockedError(UserError):
     """Another live process is writing the run folder."""
 
 
+_WATCHED: List[List["RunFolder"]] = []  # per open discarding_fresh_folders block: the folders create() made in it
+
+
 class RunFolder:
     """One run's folder, the lock that keeps it to one writer, and the logging into its ``log.txt``.
 
@@ -49,30 +59,44 @@ class RunFolder:
 
     Args:
         path: the folder (created if missing).
+        config_key: the config key that chose the folder (``run_dir``; ``root_dir`` for a new run), named
+            when the folder cannot be written.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, config_key: str = "run_dir"):
         self.path = path
-        os.makedirs(path, exist_ok=True)
-        self._take_lock()
-        self.attach_log()
+        self.config_key = config_key
+        self.fresh = False  # see the module docstring; only create() makes a fresh folder
+        self._made_parents: List[str] = []
+        with atomic_io.writing(path, config_key):
+            os.makedirs(path, exist_ok=True)
+            self._take_lock()
+            self.attach_log()
 
     @classmethod
     def create(cls, root_dir: str, task: str, exp: str) -> "RunFolder":
         """A new folder ``root_dir/task/exp-YYYYmmdd-HHMMSS`` (suffixed ``-N`` if that exists).
 
-        The folder is made with an exclusive ``mkdir``, so concurrent runs never share one.
+        The folder is made with an exclusive ``mkdir``, so concurrent runs never share one. It is fresh
+        (see the module docstring) until its first checkpoint or metrics.
         """
         parent = os.path.join(root_dir, task)
-        os.makedirs(parent, exist_ok=True)
+        made = _missing_folders(parent)
         base = os.path.join(parent, f"{exp}-{time.strftime('%Y%m%d-%H%M%S')}")
         path, n = base, 1
-        while True:
-            try:
-                os.mkdir(path)
-                return cls(path)
-            except FileExistsError:
-                path, n = f"{base}-{n}", n + 1
+        with atomic_io.writing(parent, "root_dir"):
+            os.makedirs(parent, exist_ok=True)
+            while True:
+                try:
+                    os.mkdir(path)
+                    break
+                except FileExistsError:
+                    path, n = f"{base}-{n}", n + 1
+        folder = cls(path, "root_dir")
+        folder.fresh, folder._made_parents = True, made
+        if _WATCHED:
+            _WATCHED[-1].append(folder)
+        return folder
 
     @staticmethod
     def latest(root_dir: str, task: str, exp: str) -> Optional[str]:
@@ -134,6 +158,23 @@ class RunFolder:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(lock)
 
+    def keep(self) -> None:
+        """Mark the folder as holding results, so a later user error does not remove it."""
+        self.fresh = False
+
+    def discard(self) -> None:
+        """Remove the folder, and the parents :meth:`create` made for it if they are empty."""
+        self.release()
+        inside = os.path.abspath(self.path) + os.sep
+        for handler in list(LOGGER.handlers):
+            if isinstance(handler, logging.FileHandler) and handler.baseFilename.startswith(inside):
+                LOGGER.removeHandler(handler)
+                handler.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        for parent in self._made_parents:
+            with contextlib.suppress(OSError):  # another run's folder appeared in it
+                os.rmdir(parent)
+
     def file(self, name: str) -> str:
         """Path of ``name`` inside the folder."""
         return os.path.join(self.path, name)
@@ -147,7 +188,7 @@ class RunFolder:
         fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
         file_handler = logging.FileHandler(self.file("log.txt"))
         file_handler.setFormatter(fmt)
-        console = logging.StreamHandler(sys.stdout)
+        console = _StdoutHandler()
         console.setFormatter(fmt)
         LOGGER.addHandler(file_handler)
         LOGGER.addHandler(console)
@@ -156,23 +197,69 @@ class RunFolder:
     def save_cfg(self, cfg: Dict[str, Any]) -> None:
         """Write the merged config as ``cfg.yaml``."""
         plain = cfg.dict() if hasattr(cfg, "dict") else dict(cfg)
-        atomic_io.save_text(yaml.safe_dump(plain, sort_keys=False), self.file("cfg.yaml"))
+        atomic_io.save_text(yaml.safe_dump(plain, sort_keys=False), self.file("cfg.yaml"), self.config_key)
 
     def save_metrics(self, metrics: Dict[str, Any]) -> None:
-        """Write the final figures as ``metrics.json``."""
-        atomic_io.save_json(metrics, self.file("metrics.json"))
+        """Write the final figures as ``metrics.json`` (strict JSON: NaN and infinities become null)."""
+        atomic_io.save_json(metrics, self.file("metrics.json"), self.config_key)
+        self.keep()
 
     def save_checkpoint(self, state: Dict[str, Any], name: str = "ckpt_latest.pth") -> str:
-        """Atomically write a checkpoint ``state`` under ``name``; returns its path."""
+        """Atomically write a checkpoint ``state`` under ``name`` (refused when it cannot fit); returns its path."""
         path = self.file(name)
-        atomic_io.save_torch(state, path)
+        atomic_io.save_torch(state, path, self.config_key)
+        self.keep()
         return path
+
+
+@contextlib.contextmanager
+def discarding_fresh_folders(errors: Tuple[Type[BaseException], ...]) -> Iterator[None]:
+    """Remove the fresh folders :meth:`RunFolder.create` made in the block when one of ``errors`` ends it.
+
+    A folder that holds a checkpoint or metrics is kept, and so is a resumed run's folder (it was not
+    made by :meth:`RunFolder.create`). The error is raised again.
+
+    Args:
+        errors: the exception classes that mean the user's input ended the run (not a bug, not an interrupt).
+    """
+    created: List[RunFolder] = []
+    _WATCHED.append(created)
+    try:
+        yield
+    except errors:
+        for folder in reversed(created):
+            if folder.fresh:
+                folder.discard()
+        raise
+    finally:
+        _WATCHED.remove(created)
+
+
+def _missing_folders(path: str) -> List[str]:
+    """``path`` and its parents that do not exist yet, deepest first."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def load_checkpoint(path: str, key: str = "load_path") -> Dict[str, Any]:
     """Load a checkpoint on CPU without running code from it; a bad or missing file names ``key`` to set."""
     return read_checkpoint(path, key, "a ckpt_latest.pth or ckpt_best.pth of a finished run "
                                       "(they live in log/<task>/<exp>-<time>/)")
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stdout`` is at each record (a caller may have replaced it since)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the property always reads sys.stdout
+        pass
 
 
 def _read_lock(path: str) -> Optional[Dict[str, Any]]:

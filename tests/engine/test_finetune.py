@@ -8,7 +8,7 @@ from openpoints.models import build_model_from_cfg
 from plugin.engine import load_config
 from plugin.engine.encoder_weights import load_encoder_state, load_into_encoder
 from plugin.engine.finetune import FinetuneRunner
-from plugin.errors import ConfigError, WeightsNotFoundError
+from plugin.errors import BadCheckpointError, ConfigError, UserError, WeightsNotFoundError
 
 from .conftest import DGCNN_CFG, tiny_overrides
 
@@ -48,7 +48,7 @@ def test_finetune_starts_from_the_pretrained_encoder_exactly(pretrained, tiny_mo
 
     def spy_epoch(self, loader, epoch):
         if not at_start:
-            at_start.update({k: v.clone() for k, v in self.model.encoder.state_dict().items()})
+            at_start.update({k: v.detach().cpu().clone() for k, v in self.model.encoder.state_dict().items()})
         return original_epoch(self, loader, epoch)
 
     monkeypatch.setattr(FinetuneRunner, "train_epoch", spy_epoch)
@@ -64,7 +64,7 @@ def test_finetune_starts_from_the_pretrained_encoder_exactly(pretrained, tiny_mo
     assert metrics["epochs"] == 1 and 0 <= metrics["test_oa"] <= 100
     log = (run / "log.txt").read_text()
     assert f"loaded {len(state)} encoder tensors from {path} (head.*" in log and "epoch 1/1" in log
-    trained = torch.load(run / "ckpt_latest.pth", weights_only=False)["model"]
+    trained = torch.load(run / "ckpt_latest.pth", weights_only=False, map_location="cpu")["model"]
     assert any(not torch.equal(trained[f"encoder.{k}"], v) for k, v in state.items())  # then it trains
 
 
@@ -112,19 +112,19 @@ def test_unexpected_keys_are_reported_not_fatal(pretrained, tiny_cfg):
 @pytest.mark.parametrize("content, message", [
     ({"model": {"prediction.0.weight": torch.ones(1)}}, "holds no encoder tensors (top-level keys: model)"),
     ({"epoch": 3}, "holds no encoder tensors"),
-    ([1, 2], "holds a list, not a dict"),
+    ([1, 2], "holds a list, not a checkpoint dict"),
 ])
 def test_checkpoints_without_an_encoder(content, message, tmp_path):
     path = tmp_path / "ckpt.pth"
     torch.save(content, path)
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(UserError, match=re.escape(message)):
         load_encoder_state(str(path), "pretrained_path")
 
 
 def test_unreadable_and_mismatched_checkpoints(pretrained, tiny_cfg, tmp_path):
     path, state = pretrained
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(ConfigError, match="could not be read .*set pretrained_path"):
+    with pytest.raises(BadCheckpointError, match="not a readable torch checkpoint .*set pretrained_path"):
         load_encoder_state(str(tmp_path / "junk.pth"), "pretrained_path")
     key = next(k for k, v in state.items() if v.dim() > 1)
     encoder = build_model_from_cfg(tiny_cfg.model.encoder_args)
@@ -144,7 +144,7 @@ def test_killed_finetune_resumes_as_finetune(tiny_modelnet, tmp_path, main):
             f"pretrained_path={pretrain}"]
     assert main(args) == 0
     run = next((tmp_path / "b" / "modelnet40").glob("dgcnn-*"))
-    assert main(args + ["mode=resume", "epochs=2", f"run_dir={run}"]) == 0
+    assert main(["--cfg", DGCNN_CFG, "mode=resume", "epochs=2", f"run_dir={run}"]) == 0  # the run's own config
     state = torch.load(run / "ckpt_latest.pth", weights_only=False)
     metrics = json.loads((run / "metrics.json").read_text())
     assert state["epoch"] == 2 and state["mode"] == "finetune"

@@ -45,7 +45,8 @@ def test_resume_continues_the_epoch_count(tiny_modelnet, tmp_path, main):
     args = ["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, tmp_path, epochs=1)]
     assert main(args) == 0
     run = only_run(tmp_path)
-    assert main(args + ["mode=resume", "epochs=2"]) == 0   # newest run of task/exp, no run_dir needed
+    # a bare resume: the newest run of task/exp under root_dir, with the config it was started with
+    assert main(["--cfg", DGCNN_CFG, f"root_dir={tmp_path}", "mode=resume", "epochs=2"]) == 0
     assert only_run(tmp_path) == run                       # same folder
     state = torch.load(run / "ckpt_latest.pth", weights_only=False)
     assert state["epoch"] == 2
@@ -56,7 +57,9 @@ def test_resume_continues_the_epoch_count(tiny_modelnet, tmp_path, main):
 def test_same_seed_same_run_on_cpu(tiny_modelnet, tmp_path, main):
     states = []
     for name in ("a", "b"):
-        assert main(["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, tmp_path / name, epochs=1), "seed=7"]) == 0
+        # device=cpu: `device: auto` would pick a GPU where there is one, and GPU runs are not bit-reproducible
+        assert main(["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, tmp_path / name, epochs=1), "seed=7",
+                     "device=cpu"]) == 0
         states.append(torch.load(only_run(tmp_path / name) / "ckpt_latest.pth", weights_only=False)["model"])
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key

@@ -124,20 +124,54 @@ def test_rotation_transform_runs_on_python_311():
     assert torch.allclose(data["normals"], data["pos"], atol=1e-6)
 
 
-def test_dataloader_default_is_single_process(tmp_path):
+def _ply2048_loader(folder: Path):
     import h5py
     from openpoints.dataset import build_dataloader_from_cfg
     from openpoints.utils import EasyConfig
 
-    folder = tmp_path / "modelnet40_ply_hdf5_2048"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     for split in ("train", "test"):
         with h5py.File(folder / f"ply_data_{split}0.h5", "w") as f:
             f["data"] = np.random.rand(6, 2048, 3).astype(np.float32)
             f["label"] = np.arange(6).reshape(6, 1) % 3
             f["normal"] = np.random.rand(6, 2048, 3).astype(np.float32)
     dataset = EasyConfig({"common": {"NAME": "ModelNet40Ply2048", "data_dir": str(folder)}})
-    loader = build_dataloader_from_cfg(2, dataset, EasyConfig({"num_workers": 0}),
-                                       datatransforms_cfg=EasyConfig({"train": ["PointsToTensor"]}), split="train")
+    return build_dataloader_from_cfg(2, dataset, EasyConfig({"num_workers": 0}),
+                                     datatransforms_cfg=EasyConfig({"train": ["PointsToTensor"]}), split="train")
+
+
+def test_dataloader_default_is_single_process(tmp_path):
+    from torch.utils.data.distributed import DistributedSampler
+
+    loader = _ply2048_loader(tmp_path / "modelnet40_ply_hdf5_2048")
     batch = next(iter(loader))
-    assert batch["pos"].shape == (2, 1024, 3) and not loader.pin_memory
+    assert batch["pos"].shape == (2, 1024, 3) and not isinstance(loader.sampler, DistributedSampler)
+    assert loader.pin_memory == torch.cuda.is_available()  # pinned exactly when there is a GPU to copy to
+
+
+@pytest.mark.parametrize("cuda_present", [False, True])
+def test_dataloader_pins_memory_only_with_cuda(tmp_path, monkeypatch, cuda_present):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_present)
+    assert _ply2048_loader(tmp_path / "modelnet40_ply_hdf5_2048").pin_memory is cuda_present
+
+
+# PointNeXt-S is compared with its CPU run: its neighbourhoods come from our ops, whose CUDA and
+# CPU indices agree bit for bit. DGCNN builds its graphs with torch.cdist + topk, whose CUDA and
+# CPU distances differ in the last bits, so near-ties may pick other neighbours: it only has to run.
+@pytest.mark.cuda
+@pytest.mark.parametrize("cfg_file, compare", [("scanobjectnn/pointnext-s.yaml", True),
+                                               ("scanobjectnn/dgcnn.yaml", False)])
+def test_classifiers_run_on_cuda(cfg_file, compare, monkeypatch):
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # compare float32 with float32
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    model = build_model_from_cfg(load_config(str(CFGS / cfg_file)).model).eval()
+    pos = torch.rand(2, 1024, 3)
+    x = torch.cat([pos, pos[:, :, 1:2]], -1).transpose(1, 2).contiguous()
+    with torch.no_grad():
+        cpu = model({"pos": pos, "x": x})
+        gpu = model.cuda()({"pos": pos.cuda(), "x": x.cuda()})
+    assert gpu.is_cuda and gpu.shape == cpu.shape
+    if compare:
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)
+    _forward_backward(model.train(), (2, 15), pos=pos.cuda(), x=x.cuda())

@@ -78,3 +78,29 @@ def test_backend_reports_native_when_built(ext):
 
 def test_reference_fixture_switches_backend(backend):
     assert pointnet2_ops.backend() == backend
+
+
+def _run(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+
+
+GATE = "CI=true requires the native pointnet2_ops kernels, but native ops disabled by POINTNET2_OPS_BACKEND=reference"
+
+
+def test_ci_gate_fails_pytest_without_native_ops():
+    # A cheap test id: the gate stops the session before collection, so it never runs.
+    cheap = "tests/ops/test_backend.py::test_backend_reports_native_when_built"
+    proc = _run(["-m", "pytest", "-q", "-p", "no:cacheprovider", cheap], CI="true", POINTNET2_OPS_BACKEND="reference")
+    assert proc.returncode == 4, proc.stdout + proc.stderr  # pytest.ExitCode.USAGE_ERROR
+    out = proc.stdout + proc.stderr
+    assert GATE in out and "passed" not in out and "skipped" not in out, out
+
+
+def test_ci_gate_in_the_install_check(ext):
+    failed = _run(["-m", "pointnet2_ops"], CI="true", POINTNET2_OPS_BACKEND="reference")
+    assert failed.returncode == 1 and GATE in failed.stderr and "backend: reference" in failed.stdout
+    user = _run(["-m", "pointnet2_ops"], CI="", POINTNET2_OPS_BACKEND="reference")  # a user's install falls back
+    assert user.returncode == 0 and "RuntimeWarning" in user.stderr and "backend: reference" in user.stdout
+    native = _run(["-m", "pointnet2_ops"], CI="true", POINTNET2_OPS_BACKEND="")
+    assert native.returncode == 0 and "backend: native" in native.stdout, native.stderr

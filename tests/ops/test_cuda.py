@@ -49,6 +49,49 @@ def test_neighbour_ops_match_cpu(ext, gen, dtype):
             assert torch.equal(c, g), fn.__name__
 
 
+# (N, k): k up to the register kernel's 32 and past it (global kernel), k == N on both paths,
+# N below a warp, N not a multiple of the 128-point tile, N spanning several tiles.
+KNN_SIZES = [(5, 1), (5, 5), (32, 32), (40, 33), (40, 40), (300, 1), (300, 20), (300, 32), (300, 33), (1100, 20)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,k", KNN_SIZES)
+@pytest.mark.parametrize("layout", ["random", "duplicates", "grid"])
+def test_knn_matches_cpu_bit_for_bit(ext, gen, dtype, n, k, layout):
+    support = torch.rand(3, n, 3, generator=gen, dtype=dtype)
+    if layout == "duplicates":  # each point twice: every distance tied with a higher index
+        support[:, n // 2:] = support[:, : n - n // 2]
+    elif layout == "grid":  # 27 grid positions: long runs of equal distances
+        support = (support * 3).floor()
+    query = torch.cat([support[:, :70], torch.rand(3, 130, 3, generator=gen, dtype=dtype)], 1)  # M=200: 2 blocks
+    cpu, gpu = _both(ops.knn, query, support, k)
+    assert torch.equal(cpu[1], gpu[1]) and torch.equal(cpu[0], gpu[0])
+
+
+def test_knn_nan_and_inf_follow_the_cpu_kernel(ext, gen):
+    support = torch.rand(2, 200, 3, generator=gen)
+    support[0, ::7, 1] = float("nan")
+    support[1, ::9] = 1e30  # squared distance overflows to +inf
+    query = torch.rand(2, 50, 3, generator=gen)
+    query[1, ::5, 0] = float("nan")
+    for k in (20, 40):  # register and global kernels
+        cpu, gpu = _both(ops.knn, query, support, k)
+        assert torch.equal(cpu[1], gpu[1])
+        torch.testing.assert_close(gpu[0], cpu[0], rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("channels", [1, 16, 37])  # one, exactly one, and a partial 16-channel chunk
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_group_and_gather_channel_chunks_match_cpu(ext, gen, channels, dtype):
+    features = torch.randn(3, channels, 500, generator=gen, dtype=dtype)
+    idx3 = torch.randint(0, 500, (3, 160, 13), generator=gen, dtype=torch.int32)  # M*K = 2080: 2 tiles of 1024 + 32
+    idx3[0, 0] = 499
+    idx3[0, 1] = 0
+    for fn, args in [(ops.group_points, (features, idx3)), (ops.gather_points, (features, idx3[:, :, 0].contiguous()))]:
+        cpu, gpu = _both(fn, *args)
+        assert torch.equal(cpu[0], gpu[0]), fn.__name__
+
+
 @pytest.mark.parametrize("dtype", DTYPES + [torch.float16])
 def test_feature_ops_match_cpu(ext, gen, dtype):
     features = torch.randn(2, 16, 300, generator=gen).to(dtype)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 
-from pointnet2_ops import PointOpsInputError, ops, pointnet2_utils
+from pointnet2_ops import PointOpsIndexError, PointOpsInputError, ops, pointnet2_utils
 
 XYZ = torch.rand(2, 10, 3)
 FEATURES = torch.rand(2, 4, 10)
@@ -137,6 +141,58 @@ def test_error_is_a_value_error():
     assert issubclass(PointOpsInputError, ValueError)
 
 
-def test_out_of_range_index_is_rejected_by_cpu_kernel(ext):
-    with pytest.raises(IndexError, match="out of range"):
-        ops.group_points(FEATURES, torch.full((2, 5, 3), 10, dtype=torch.int32))
+BAD = {"high": 10, "negative": -1, "int64-wrap": 2**32}  # 2**32 would wrap to 0 as int32
+
+# op id -> (call with an index tensor, what the indices count in the message)
+INDEX_OPS = {
+    "gather": (lambda i: ops.gather_points(FEATURES, i[..., 0].contiguous()), "the N points of `features`"),
+    "gather-backward": (lambda i: ops.gather_points_backward(torch.rand(2, 4, 5), i[..., 0].contiguous(), 10),
+                        "the `n` points"),
+    "group": (lambda i: ops.group_points(FEATURES, i), "the N points of `features`"),
+    "group-backward": (lambda i: ops.group_points_backward(torch.rand(2, 4, 5, 3), i, 10), "the `n` points"),
+    "interpolate": (lambda i: ops.three_interpolate(FEATURES, i, WEIGHT), "the m known points of `features`"),
+    "interpolate-backward": (lambda i: ops.three_interpolate_backward(torch.rand(2, 4, 5), i, WEIGHT, 10),
+                             "the `m` known points"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD.values(), ids=BAD.keys())
+@pytest.mark.parametrize("op,counted", INDEX_OPS.values(), ids=INDEX_OPS.keys())
+def test_out_of_range_index_is_rejected_before_any_kernel(backend, op, counted, bad):
+    idx = IDX3.long()
+    idx[1, 3, 0] = bad
+    with pytest.raises(IndexError) as info:
+        op(idx)
+    assert isinstance(info.value, PointOpsIndexError) and isinstance(info.value, PointOpsInputError)
+    assert str(info.value) == f"`idx` holds index {bad}, out of range [0, 10) for {counted}; pass indices in [0, 10)."
+
+
+# Calls the compiled kernel directly (no Python-side check) in a fresh interpreter, so that a
+# crash (the segfault seen on an H200 toolchain) fails this test with its signal instead of
+# killing pytest. Prints one JSON line per call: the Python exception type and message.
+_KERNEL_CHILD = """
+import json, torch
+from pointnet2_ops import _native
+features = torch.rand(2, 4, 10)
+calls = {
+    "index": lambda: _native._C.group_points(features, torch.full((2, 5, 3), 10, dtype=torch.int32)),
+    "check": lambda: _native._C.knn(torch.rand(2, 5, 3), torch.rand(2, 10, 3), 0),
+}
+for name, call in calls.items():
+    try:
+        call()
+        print(json.dumps([name, None, ""]))
+    except Exception as exc:
+        print(json.dumps([name, type(exc).__name__, str(exc)]))
+print(json.dumps(["alive", None, ""]))
+"""
+
+
+def test_cpu_kernel_errors_reach_python_as_exceptions(ext):
+    proc = subprocess.run([sys.executable, "-c", _KERNEL_CHILD], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"kernel call killed the interpreter (status {proc.returncode}): {proc.stderr[-2000:]}"
+    results = {name: (kind, message) for name, kind, message in map(json.loads, proc.stdout.splitlines())}
+    assert results["index"][0] == "IndexError" and "index 10 is out of range [0, 10)" in results["index"][1]
+    assert results["check"][0] == "RuntimeError" and "k must be in [1, N]" in results["check"][1]
+    assert "Exception raised from" not in results["index"][1]  # no C++ backtrace in the message
+    assert "alive" in results

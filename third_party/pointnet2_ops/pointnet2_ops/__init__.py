@@ -7,14 +7,17 @@ Modules:
     ops: validated kernel-level functions (no autograd).
     reference: pure-PyTorch implementations of the kernel-level functions.
 
-Set ``POINTNET2_OPS_BACKEND=reference`` before import to force the reference ops.
+Set ``POINTNET2_OPS_BACKEND=reference`` before import to force the reference ops;
+``python -m pointnet2_ops`` prints the backend in use (and fails under ``CI=true`` without the
+native ops).
 """
 
 from . import ops, pointnet2_utils, reference
 from ._native import backend, has_cuda_kernels
-from .errors import PointOpsInputError
+from .errors import PointOpsIndexError, PointOpsInputError
 
 __all__ = [
+    "PointOpsIndexError",
     "PointOpsInputError",
     "backend",
     "has_cuda_kernels",

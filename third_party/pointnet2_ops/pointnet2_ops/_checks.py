@@ -1,8 +1,9 @@
 """Argument validation for the kernel-level ops.
 
-Only metadata is inspected (type, dtype, shape, device, strides), never the data, so the
-checks cost microseconds. Each failure raises :class:`PointOpsInputError` with one sentence
-that names the argument and the fix.
+Only metadata is inspected (type, dtype, shape, device, strides), so the checks cost
+microseconds; the one exception is :func:`index_range`, one min/max pass over CPU indices.
+Each failure raises :class:`PointOpsInputError` with one sentence that names the argument and
+the fix.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import operator
 
 import torch
 
-from .errors import PointOpsInputError
+from .errors import PointOpsIndexError, PointOpsInputError
 
 _INDEX_DTYPES = (torch.int32, torch.int64)
 
@@ -124,6 +125,29 @@ def index(name: str, value: object, layout: str) -> torch.Tensor:
         )
     _contiguous(name, t)
     return t
+
+
+def index_range(name: str, idx: torch.Tensor, n: int, n_name: str) -> None:
+    """Check that a CPU index tensor lies in ``[0, n)``; CUDA indices are not read (no sync).
+
+    This is the one check that reads data (one min/max pass). It runs before any kernel, so an
+    out-of-range index never reaches the C++ kernels' own guard, whose C++ exception would have
+    to cross the binding layer.
+
+    Args:
+        name: argument name used in the error message.
+        idx: the (already validated) index tensor.
+        n: number of indexable entries.
+        n_name: what ``n`` counts, e.g. ``"the N points of `features`"``.
+    """
+    if idx.device.type != "cpu" or idx.numel() == 0:
+        return
+    low, high = (int(v) for v in torch.aminmax(idx))
+    if low < 0 or high >= n:
+        raise PointOpsIndexError(
+            f"`{name}` holds index {low if low < 0 else high}, out of range [0, {n}) for "
+            f"{n_name}; pass indices in [0, {n})."
+        )
 
 
 def same_device(**tensors: torch.Tensor) -> None:

@@ -17,6 +17,7 @@ import torch
 from . import reference
 
 BACKEND_ENV = "POINTNET2_OPS_BACKEND"
+CI_ENV = "CI"
 BUILD_HINT = (
     "build them with `make install` or "
     "`.venv/bin/pip install --no-build-isolation -e third_party/pointnet2_ops`"
@@ -55,6 +56,24 @@ def backend() -> str:
 def has_cuda_kernels() -> bool:
     """Return whether the compiled extension includes the CUDA kernels."""
     return _C is not None and bool(_C.with_cuda())
+
+
+def ci_gate_failure() -> str | None:
+    """Return the sentence that fails a CI run without the native ops, else None.
+
+    Under ``CI`` set to ``true``/``1``/``yes`` (what CI services export) the reference fallback is
+    an error, so that a broken native build cannot turn every native-kernel test into a skip.
+    A user's install keeps the fallback with its one warning.
+
+    Returns:
+        One sentence naming the cause and the fix, or None when the gate passes.
+    """
+    if os.environ.get(CI_ENV, "").strip().lower() not in ("1", "true", "yes") or _C is not None:
+        return None
+    return (
+        f"CI={os.environ[CI_ENV]} requires the native pointnet2_ops kernels, but {_reason}; "
+        f"{BUILD_HINT} (add -v to see the compiler error), or unset CI to accept the reference ops."
+    )
 
 
 def kernels_for(tensor: torch.Tensor) -> types.ModuleType:

@@ -9,8 +9,9 @@ Dtypes: float32 and float64 are computed natively; float16/bfloat16 are computed
 Feature-valued results (gather, group, interpolate and their backwards) are returned in the
 features' input dtype, distances in the compute dtype, indices as int32 (the rasteriser's
 pixel-to-point index maps are int64 and their depth maps float32). Index arguments may
-be int32 or int64 and must lie in ``[0, N)`` (the CPU kernels raise IndexError otherwise; the
-CUDA kernels do not check).
+be int32 or int64 and must lie in ``[0, N)``: CPU indices are checked before any kernel runs
+(:class:`~pointnet2_ops.errors.PointOpsIndexError`, an IndexError); CUDA indices are not read,
+since that would synchronise the device.
 
 The semantics equal the PointNet++ CUDA kernels used by OpenPoints (Shaoshuai Shi's
 pointnet2_batch), with ties always resolved towards the lowest index.
@@ -88,6 +89,7 @@ def gather_points(features: Tensor, idx: Tensor) -> Tensor:
     idx = _checks.index("idx", idx, "(B, M)")
     _checks.same_device(features=features, idx=idx)
     _check_batch("idx", idx, "features", features)
+    _checks.index_range("idx", idx, features.shape[2], "the N points of `features`")
     f = features.to(_compute_dtype(features))
     return kernels_for(f).gather_points(f, _as_index(idx)).to(features.dtype)
 
@@ -110,6 +112,7 @@ def gather_points_backward(grad_out: Tensor, idx: Tensor, n: int) -> Tensor:
     _checks.same_device(grad_out=grad_out, idx=idx)
     _check_batch("idx", idx, "grad_out", grad_out)
     _checks.dims_match("idx", idx, 1, "M of `grad_out` (dim 2)", grad_out.shape[2])
+    _checks.index_range("idx", idx, n, "the `n` points")
     g = grad_out.to(_compute_dtype(grad_out))
     return kernels_for(g).gather_points_backward(g, _as_index(idx), n).to(grad_out.dtype)
 
@@ -157,6 +160,7 @@ def group_points(features: Tensor, idx: Tensor) -> Tensor:
     idx = _checks.index("idx", idx, "(B, M, K)")
     _checks.same_device(features=features, idx=idx)
     _check_batch("idx", idx, "features", features)
+    _checks.index_range("idx", idx, features.shape[2], "the N points of `features`")
     f = features.to(_compute_dtype(features))
     return kernels_for(f).group_points(f, _as_index(idx)).to(features.dtype)
 
@@ -180,6 +184,7 @@ def group_points_backward(grad_out: Tensor, idx: Tensor, n: int) -> Tensor:
     _check_batch("idx", idx, "grad_out", grad_out)
     _checks.dims_match("idx", idx, 1, "M of `grad_out` (dim 2)", grad_out.shape[2])
     _checks.dims_match("idx", idx, 2, "K of `grad_out` (dim 3)", grad_out.shape[3])
+    _checks.index_range("idx", idx, n, "the `n` points")
     g = grad_out.to(_compute_dtype(grad_out))
     return kernels_for(g).group_points_backward(g, _as_index(idx), n).to(grad_out.dtype)
 
@@ -231,6 +236,7 @@ def three_interpolate(features: Tensor, idx: Tensor, weight: Tensor) -> Tensor:
     idx = _checks.index("idx", idx, "(B, n, 3)")
     weight = _checks.values("weight", weight, "(B, n, 3)")
     _check_interp_args(idx, weight, "features", features)
+    _checks.index_range("idx", idx, features.shape[2], "the m known points of `features`")
     dtype = _compute_dtype(features, weight)
     f, w = features.to(dtype), weight.to(dtype)
     return kernels_for(f).three_interpolate(f, _as_index(idx), w).to(features.dtype)
@@ -255,6 +261,7 @@ def three_interpolate_backward(grad_out: Tensor, idx: Tensor, weight: Tensor, m:
     m = _checks.count("m", m)
     _check_interp_args(idx, weight, "grad_out", grad_out)
     _checks.dims_match("idx", idx, 1, "n of `grad_out` (dim 2)", grad_out.shape[2])
+    _checks.index_range("idx", idx, m, "the `m` known points")
     dtype = _compute_dtype(grad_out, weight)
     g, w = grad_out.to(dtype), weight.to(dtype)
     return kernels_for(g).three_interpolate_backward(g, _as_index(idx), w, m).to(grad_out.dtype)

@@ -1,6 +1,15 @@
 // Python bindings: each op dispatches to the CPU or CUDA kernel by its first tensor's device.
 // torch's pybind11 setup with the at::Tensor casters; much lighter than torch/extension.h.
+//
+// Errors: every op runs inside `guarded`, which turns c10 and std exceptions into Python
+// exceptions here (PyErr_SetString + error_already_set) instead of leaving them to torch's
+// pybind11 exception translator. That translator only reaches this module when its pybind11
+// internals are shared with torch's (same internals version and platform ABI id), so the
+// mapping of TORCH_CHECK_INDEX to IndexError would otherwise depend on the toolchain.
+#include <c10/util/Exception.h>
 #include <torch/csrc/utils/pybind.h>
+
+#include <exception>
 
 #include "pointnet2_ops.h"
 
@@ -92,39 +101,72 @@ std::tuple<at::Tensor, at::Tensor> splat_weighted_depth(const at::Tensor& pixels
 
 #undef DISPATCH
 
+// Sets a Python exception of `type` with `message`, then unwinds to pybind11 (GIL held).
+[[noreturn]] void throw_python_error(PyObject* type, const char* message) {
+  PyErr_SetString(type, message);
+  throw py::error_already_set();
+}
+
+template <auto Fn>
+struct Guarded;
+
+// Runs `Fn` with the GIL released (the kernels never touch Python objects) and maps its
+// exceptions to IndexError / ValueError / TypeError / RuntimeError, messages without C++ backtraces.
+template <typename R, typename... Args, R (*Fn)(Args...)>
+struct Guarded<Fn> {
+  static R call(Args... args) {
+    try {
+      py::gil_scoped_release nogil;
+      return Fn(args...);
+    } catch (const c10::IndexError& e) {
+      throw_python_error(PyExc_IndexError, e.what_without_backtrace());
+    } catch (const c10::ValueError& e) {
+      throw_python_error(PyExc_ValueError, e.what_without_backtrace());
+    } catch (const c10::TypeError& e) {
+      throw_python_error(PyExc_TypeError, e.what_without_backtrace());
+    } catch (const c10::Error& e) {
+      throw_python_error(PyExc_RuntimeError, e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      throw_python_error(PyExc_RuntimeError, e.what());
+    }
+  }
+};
+
+template <auto Fn>
+constexpr auto guarded = &Guarded<Fn>::call;
+
 }  // namespace
 }  // namespace pointnet2_ops
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   namespace p = pointnet2_ops;
-  // The kernels never touch Python objects, so other Python threads may run meanwhile.
-  const auto nogil = py::call_guard<py::gil_scoped_release>();
+  using p::guarded;
   m.doc() = "pointnet2_ops native kernels (CPU, and CUDA when built with it).";
   m.def("with_cuda", &p::with_cuda, "Whether the CUDA kernels were compiled in.");
   m.def("with_openmp", &p::with_openmp, "Whether the CPU kernels were compiled with OpenMP.");
-  m.def("furthest_point_sample", &p::furthest_point_sample, nogil,
+  m.def("furthest_point_sample", guarded<&p::furthest_point_sample>,
         "xyz (B,N,3), npoint -> idx (B,npoint) int32");
-  m.def("gather_points", &p::gather_points, nogil, "features (B,C,N), idx (B,M) -> (B,C,M)");
-  m.def("gather_points_backward", &p::gather_points_backward, nogil,
+  m.def("gather_points", guarded<&p::gather_points>, "features (B,C,N), idx (B,M) -> (B,C,M)");
+  m.def("gather_points_backward", guarded<&p::gather_points_backward>,
         "grad_out (B,C,M), idx (B,M), N -> (B,C,N)");
-  m.def("ball_query", &p::ball_query, nogil,
+  m.def("ball_query", guarded<&p::ball_query>,
         "radius, nsample, xyz (B,N,3), new_xyz (B,M,3) -> idx (B,M,nsample) int32");
-  m.def("group_points", &p::group_points, nogil,
+  m.def("group_points", guarded<&p::group_points>,
         "features (B,C,N), idx (B,M,K) -> (B,C,M,K)");
-  m.def("group_points_backward", &p::group_points_backward, nogil,
+  m.def("group_points_backward", guarded<&p::group_points_backward>,
         "grad_out (B,C,M,K), idx (B,M,K), N -> (B,C,N)");
-  m.def("three_nn", &p::three_nn, nogil,
+  m.def("three_nn", guarded<&p::three_nn>,
         "unknown (B,n,3), known (B,m,3) -> (dist2, idx), each (B,n,3)");
-  m.def("three_interpolate", &p::three_interpolate, nogil,
+  m.def("three_interpolate", guarded<&p::three_interpolate>,
         "features (B,C,m), idx (B,n,3), weight (B,n,3) -> (B,C,n)");
-  m.def("three_interpolate_backward", &p::three_interpolate_backward, nogil,
+  m.def("three_interpolate_backward", guarded<&p::three_interpolate_backward>,
         "grad_out (B,C,n), idx (B,n,3), weight (B,n,3), m -> (B,C,m)");
-  m.def("knn", &p::knn, nogil,
+  m.def("knn", guarded<&p::knn>,
         "query (B,M,3), support (B,N,3), k -> (dist2, idx), each (B,M,k)");
-  m.def("rasterize_points", &p::rasterize_points, nogil,
+  m.def("rasterize_points", guarded<&p::rasterize_points>,
         "pixels (B,N,3) [col, row, depth], height, width, footprint -> "
         "(zbuf (B,H,W) float32, index (B,H,W) int64)");
-  m.def("splat_weighted_depth", &p::splat_weighted_depth, nogil,
+  m.def("splat_weighted_depth", guarded<&p::splat_weighted_depth>,
         "pixels (B,N,3) [col, row, depth], height, width, footprint -> "
         "(value (B,H,W) float32 inverse-depth-weighted depth, index (B,H,W) int64)");
 }

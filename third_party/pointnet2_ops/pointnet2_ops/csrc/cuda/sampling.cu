@@ -74,17 +74,7 @@ __global__ void fps_kernel(const scalar_t* __restrict__ xyz, scalar_t* __restric
   }
 }
 
-// out[row, j] = features[row, idx[b, j]] with row = b * C + c.
-template <typename scalar_t>
-__global__ void gather_kernel(const scalar_t* __restrict__ features,
-                              const int32_t* __restrict__ idx, scalar_t* __restrict__ out,
-                              int64_t c, int64_t n, int64_t m, int64_t total) {
-  const int64_t t = thread_index();
-  if (t >= total) return;
-  const int64_t row = t / m, j = t % m;
-  out[t] = features[row * n + idx[(row / c) * m + j]];
-}
-
+// grad[row, idx[b, j]] += grad_out[row, j] with row = b * C + c.
 template <typename scalar_t>
 __global__ void gather_backward_kernel(const scalar_t* __restrict__ grad_out,
                                        const int32_t* __restrict__ idx,
@@ -114,14 +104,11 @@ void launch_furthest_point_sample(const scalar_t* xyz, scalar_t* min_d, int32_t*
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// Gathering is grouping with K = 1 (grouping.cu's coalesced channel-walking kernel).
 template <typename scalar_t>
 void launch_gather(const scalar_t* features, const int32_t* idx, scalar_t* out, int64_t b,
                    int64_t c, int64_t n, int64_t m, cudaStream_t stream) {
-  const int64_t total = b * c * m;
-  if (total == 0) return;
-  gather_kernel<scalar_t><<<blocks_for(total), kThreads, 0, stream>>>(features, idx, out, c, n,
-                                                                      m, total);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch_group(features, idx, out, b, c, n, m, stream);
 }
 
 template <typename scalar_t>

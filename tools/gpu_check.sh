@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The GPU check, in one command on a machine with an NVIDIA GPU (`make gpu-check` runs it):
+#   1. build the native ops for the GPU present (CUDA kernels required: the CI gate is on);
+#   2. run the whole test suite with pytest-xdist (`-n auto`, one CPU thread per worker), the
+#      `cuda`-marked tests included;
+#   3. run the GPU benchmark (tools/benchmark_gpu.py -> benchmarks/ops_cuda.json);
+#   4. print one table: the steps, the kernel timings, the model throughput, the targets.
+# Ends within 10 minutes: the suite is cut off after GPU_CHECK_TEST_TIMEOUT (330 s), the benchmark
+# after GPU_CHECK_BENCH_TIMEOUT (180 s), so the table always prints. Exits non-zero when a step failed.
+#
+# Python: .venv/bin/python when present (after `make install`), else python3. When .whl/ holds
+# wheels (`make gpu-wheels`, for a machine without network), they are installed into
+# $GPU_CHECK_SITE (default /tmp/site) and put on PYTHONPATH first.
+# Logs, the steps file and the benchmark JSON go to $GPU_CHECK_OUT (default build/gpu_check); the
+# JSON is copied to benchmarks/ops_cuda.json when the benchmark succeeds.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+if [[ -x .venv/bin/python ]]; then PYTHON=${PYTHON:-$REPO/.venv/bin/python}; else PYTHON=${PYTHON:-python3}; fi
+OUT_DIR=${GPU_CHECK_OUT:-build/gpu_check}
+STEPS="$OUT_DIR/steps.tsv"
+REPORT="$OUT_DIR/ops_cuda.json"
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT_DIR" benchmarks
+rm -f "$REPORT"
+: >"$STEPS"
+failed=0
+
+# step NAME STATUS SECONDS DETAIL: one row of the final table.
+step() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$STEPS"; [[ $2 == ok ]] || failed=1; }
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+  SITE=${GPU_CHECK_SITE:-/tmp/site}
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl \
+    || { echo "error: installing .whl/*.whl failed" >&2; exit 1; }
+  export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$REPO/third_party/pointnet2_ops:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+
+if ! "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+  echo "error: no CUDA device is visible to $PYTHON; run make gpu-check on a machine with an NVIDIA GPU" >&2
+  exit 2
+fi
+
+# 1. Build in place for the present GPU (TORCH_CUDA_ARCH_LIST unset: torch targets the visible GPU).
+start=$SECONDS
+(cd third_party/pointnet2_ops && MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PYTHON" setup.py -q build_ext --inplace --force) \
+  >"$OUT_DIR/build.log" 2>&1
+arch=$("$PYTHON" -c "import torch; print('sm_%d%d' % torch.cuda.get_device_capability())")
+if CI=true "$PYTHON" -m pointnet2_ops >>"$OUT_DIR/build.log" 2>&1 \
+   && "$PYTHON" -c "import pointnet2_ops, sys; sys.exit(not pointnet2_ops.has_cuda_kernels())"; then
+  step build ok $((SECONDS - start)) "$arch, CUDA kernels compiled"
+else
+  step build FAILED $((SECONDS - start)) "no CUDA kernels for $arch: see $OUT_DIR/build.log"
+  tail -30 "$OUT_DIR/build.log" >&2
+fi
+
+# 2. The whole suite. One CPU thread per worker: -n auto already starts one worker per core.
+start=$SECONDS
+xdist=(-n "${GPU_CHECK_WORKERS:-auto}") how="xdist -n ${GPU_CHECK_WORKERS:-auto}"
+"$PYTHON" -c "import xdist" 2>/dev/null || { xdist=(); how="serial: pytest-xdist is not installed"; }
+CI=true OMP_NUM_THREADS=1 timeout "${GPU_CHECK_TEST_TIMEOUT:-330}" \
+  "$PYTHON" -m pytest -q -p no:cacheprovider "${xdist[@]}" tests 2>&1 | tee "$OUT_DIR/tests.log"
+status=${PIPESTATUS[0]}
+counts=$(grep -E '[0-9]+ (passed|failed|error)' "$OUT_DIR/tests.log" | tail -1 | sed -E 's/=+//g; s/^ +| +$//g')
+case $status in
+  0) step tests ok $((SECONDS - start)) "$counts ($how)" ;;
+  124) step tests TIMEOUT $((SECONDS - start)) "cut off after ${GPU_CHECK_TEST_TIMEOUT:-330} s; $OUT_DIR/tests.log" ;;
+  *) step tests FAILED $((SECONDS - start)) "${counts:-pytest exit $status}; see $OUT_DIR/tests.log" ;;
+esac
+
+# 3. The GPU benchmark.
+start=$SECONDS
+if timeout "${GPU_CHECK_BENCH_TIMEOUT:-180}" "$PYTHON" tools/benchmark_gpu.py --out "$REPORT" \
+     >"$OUT_DIR/benchmark.log" 2>&1; then
+  cp "$REPORT" benchmarks/ops_cuda.json
+  step benchmark ok $((SECONDS - start)) "benchmarks/ops_cuda.json"
+else
+  step benchmark FAILED $((SECONDS - start)) "see $OUT_DIR/benchmark.log"
+  tail -30 "$OUT_DIR/benchmark.log" >&2
+fi
+
+# 4. One table.
+echo
+"$PYTHON" tools/benchmark_gpu.py --table "$REPORT" --steps "$STEPS" | tee "$OUT_DIR/table.txt"
+exit $failed
