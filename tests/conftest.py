@@ -1,4 +1,7 @@
-"""Shared fixtures: the real data beside the project, the op backends, the ``cuda`` marker, and the CI gate."""
+"""Shared fixtures: the real data beside the project, the op backends, the ``cuda`` marker, and the CI gate;
+:func:`load_tool` imports a script of ``tools/``."""
+import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -8,6 +11,29 @@ from pointnet2_ops import _native
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def load_tool(name: str) -> ModuleType:
+    """Import ``tools/<name>.py`` afresh as the module ``name``.
+
+    The module is registered in ``sys.modules`` before it runs, as an import would: dataclasses look up
+    their module's annotations there, and pickle finds the module's functions there.
+
+    Args:
+        name: the script's file name without ``.py``, e.g. ``"render_views"``.
+
+    Returns:
+        The executed module.
+    """
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -1,14 +1,13 @@
 """``tools/demo.py`` end to end on a tiny setting, and its one-sentence errors."""
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 from plugin.datasets.procedural_shapes import CLASSES
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import load_tool
+
 TINY = ["--per-class-train", "2", "--per-class-test", "1", "--epochs", "1", "--image-size", "64",
         "--backbone", "resnet18", "--weights", "none", "--points", "128",
         "--encoder", "channels=8", "k=8", "embed_dim=32", "n_blocks=3"]
@@ -16,10 +15,7 @@ TINY = ["--per-class-train", "2", "--per-class-test", "1", "--epochs", "1", "--i
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("demo", REPO / "tools" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("demo")
 
 
 def test_tiny_demo_reports_both_svm_figures(demo, tmp_path, capsys):

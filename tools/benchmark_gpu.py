@@ -2,9 +2,10 @@
 
 Every op runs at the shapes of PointNeXt-S / DGCNN / CLIP2Point (``--quick``: small ones) as
 the CUDA kernel (through :mod:`pointnet2_ops.ops`) and as :mod:`pointnet2_ops.reference` on the
-same device; ``group_points`` is also timed against a bare ``torch.gather`` with a prepared
-int64 index. Times are CUDA-event medians after warm-up: each sample times enough back-to-back
-calls to last about 2 ms. Then model throughput with our ops and with the reference ops:
+same device (the cases are ``tools/benchmark_ops.py``'s, their inputs moved to the GPU);
+``group_points`` is also timed against a bare ``torch.gather`` with a prepared int64 index.
+Times are CUDA-event medians after warm-up: each sample times enough back-to-back calls to
+last about 2 ms. Then model throughput with our ops and with the reference ops:
 PointNeXt-S inference (batch 128 x 1024 points) and training (batch 32), DGCNN inference.
 Prints a table, checks the targets (every kernel >= 1x its reference, knn >= 3x,
 group_points >= 1.5x torch.gather) and writes JSON next to the CPU benchmark's.
@@ -25,7 +26,6 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -35,8 +35,12 @@ from pointnet2_ops import _native, ops, reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # for `plugin`
+if os.path.join(REPO, "tools") not in sys.path:
+    sys.path.insert(0, os.path.join(REPO, "tools"))  # for `benchmark_ops` when imported from elsewhere
 
-Inputs = dict[str, torch.Tensor]
+from benchmark_ops import (Case, Inputs, ball_query_case, fps_case, gather_cases, group_cases,  # noqa: E402
+                           interpolate_cases, knn_case, to_device, write_report)
+
 Timer = Callable[[Callable[[], object], int], float]
 MIN_SAMPLE_MS = 2.0  # each timed sample repeats the call until it lasts about this long
 SLOW_CALL_MS = 100.0  # calls slower than this get at most 3 samples
@@ -45,99 +49,15 @@ TARGETS = {"knn": 3.0}  # op -> minimum speedup over the reference
 GATHER_TARGET = 1.5  # group_points vs a bare torch.gather
 
 
-@dataclass
-class Case:
-    """One op at one shape.
-
-    Args:
-        name: op name (as in :mod:`pointnet2_ops.ops`).
-        shape: human-readable shape.
-        make: builds the inputs on a device from a seeded CPU generator.
-        kernel: runs the op through :mod:`pointnet2_ops.ops`.
-        ref: runs :mod:`pointnet2_ops.reference` on the same inputs.
-        gather: for group_points, the bare ``torch.gather`` doing the same work.
-    """
-
-    name: str
-    shape: str
-    make: Callable[[torch.Generator, str], Inputs]
-    kernel: Callable[[Inputs], object]
-    ref: Callable[[Inputs], object]
-    gather: Callable[[Inputs], object] | None = field(default=None)
-
-
-def _on(device: str, **tensors: torch.Tensor) -> Inputs:
-    return {k: v.to(device) for k, v in tensors.items()}
-
-
-def _fps(b: int, n: int, m: int) -> Case:
-    return Case("furthest_point_sample", f"B={b} N={n}->{m}",
-                lambda g, d: _on(d, xyz=torch.rand(b, n, 3, generator=g)),
-                lambda t: ops.furthest_point_sample(t["xyz"], m),
-                lambda t: reference.furthest_point_sample(t["xyz"], m))
-
-
-def _knn(b: int, n: int, k: int) -> Case:
-    return Case("knn", f"B={b} N={n} M={n} k={k}",
-                lambda g, d: _on(d, xyz=torch.rand(b, n, 3, generator=g)),
-                lambda t: ops.knn(t["xyz"], t["xyz"], k),
-                lambda t: reference.knn(t["xyz"], t["xyz"], k))
-
-
-def _feature_cases(b: int, c: int, n: int, m: int, k: int) -> list[Case]:
-    def make(g: torch.Generator, device: str) -> Inputs:
-        idx = torch.randint(0, n, (b, m, k), generator=g, dtype=torch.int32)
-        return _on(device, features=torch.randn(b, c, n, generator=g), idx=idx,
-                   idx2=idx[:, :, 0].contiguous(), gather_idx=idx.reshape(b, 1, m * k).long().expand(b, c, m * k),
-                   grad=torch.randn(b, c, m, k, generator=g), grad2=torch.randn(b, c, m, generator=g))
-
-    shape = f"B={b} C={c} N={n} M={m} K={k}"
-    return [
-        Case("gather_points", f"B={b} C={c} N={n} M={m}", make,
-             lambda t: ops.gather_points(t["features"], t["idx2"]),
-             lambda t: reference.gather_points(t["features"], t["idx2"])),
-        Case("gather_points_backward", f"B={b} C={c} N={n} M={m}", make,
-             lambda t: ops.gather_points_backward(t["grad2"], t["idx2"], n),
-             lambda t: reference.gather_points_backward(t["grad2"], t["idx2"], n)),
-        Case("group_points", shape, make,
-             lambda t: ops.group_points(t["features"], t["idx"]),
-             lambda t: reference.group_points(t["features"], t["idx"]),
-             gather=lambda t: t["features"].gather(2, t["gather_idx"])),
-        Case("group_points_backward", shape, make,
-             lambda t: ops.group_points_backward(t["grad"], t["idx"], n),
-             lambda t: reference.group_points_backward(t["grad"], t["idx"], n)),
-    ]
-
-
-def _interpolate_cases(b: int, c: int, n: int, m: int) -> list[Case]:
-    def make(g: torch.Generator, device: str) -> Inputs:
-        unknown, known = torch.rand(b, n, 3, generator=g), torch.rand(b, m, 3, generator=g)
-        dist2, idx = reference.three_nn(unknown, known)
-        weight = 1.0 / (dist2 + 1e-8)
-        return _on(device, unknown=unknown, known=known, idx=idx,
-                   weight=(weight / weight.sum(-1, keepdim=True)).contiguous(),
-                   features=torch.randn(b, c, m, generator=g), grad=torch.randn(b, c, n, generator=g))
-
-    shape = f"B={b} C={c} n={n}<-m={m}"
-    return [
-        Case("three_nn", f"B={b} n={n}<-m={m}", make,
-             lambda t: ops.three_nn(t["unknown"], t["known"]),
-             lambda t: reference.three_nn(t["unknown"], t["known"])),
-        Case("three_interpolate", shape, make,
-             lambda t: ops.three_interpolate(t["features"], t["idx"], t["weight"]),
-             lambda t: reference.three_interpolate(t["features"], t["idx"], t["weight"])),
-        Case("three_interpolate_backward", shape, make,
-             lambda t: ops.three_interpolate_backward(t["grad"], t["idx"], t["weight"], m),
-             lambda t: reference.three_interpolate_backward(t["grad"], t["idx"], t["weight"], m)),
-    ]
-
-
 def _render_cases(clouds: int, n: int, size: int) -> list[Case]:
-    """CLIP2Point depth maps: ``clouds`` point sets (clouds x views) in ``size`` x ``size`` images."""
-    def make(g: torch.Generator, device: str) -> Inputs:
+    """CLIP2Point depth maps: ``clouds`` point sets (clouds x views) in ``size`` x ``size`` images.
+
+    Unlike ``tools/benchmark_ops.py``'s render rows these time the splatting ops alone on random pixels.
+    """
+    def make(g: torch.Generator) -> Inputs:
         col_row = torch.rand(clouds, n, 2, generator=g) * size
         depth = 1 + torch.rand(clouds, n, 1, generator=g)
-        return _on(device, pixels=torch.cat([col_row, depth], -1))
+        return {"pixels": torch.cat([col_row, depth], -1)}
 
     shape = f"{clouds} clouds x N={n} {size}x{size} R=1"
     return [Case(op, shape, make, lambda t, op=op: getattr(ops, op)(t["pixels"], size, size, 1),
@@ -145,24 +65,15 @@ def _render_cases(clouds: int, n: int, size: int) -> list[Case]:
             for op in ("rasterize_points", "splat_weighted_depth")]
 
 
-def _ball_query(b: int, n: int, m: int) -> list[Case]:
-    def make(g: torch.Generator, device: str) -> Inputs:
-        xyz = torch.rand(b, n, 3, generator=g)
-        return _on(device, xyz=xyz, centres=xyz[:, :m].contiguous())
-
-    return [Case("ball_query", f"B={b} N={n} M={m} r=0.15 K=32", make,
-                 lambda t: ops.ball_query(0.15, 32, t["xyz"], t["centres"]),
-                 lambda t: reference.ball_query(0.15, 32, t["xyz"], t["centres"]))]
-
-
 def build_cases(quick: bool) -> list[Case]:
     """The issue's shapes (PointNeXt-S, DGCNN, CLIP2Point), or small ones with ``quick``."""
     if quick:
-        return ([_fps(2, 256, 64), _knn(2, 256, 20)] + _ball_query(2, 256, 64)
-                + _feature_cases(2, 8, 256, 64, 8) + _interpolate_cases(2, 8, 256, 64) + _render_cases(4, 256, 32))
-    return ([_fps(32, 1024, 512), _fps(8, 24000, 6000), _knn(32, 1024, 20), _knn(128, 1024, 20)]
-            + _ball_query(32, 1024, 512) + _feature_cases(32, 64, 1024, 512, 32)
-            + _interpolate_cases(32, 128, 1024, 256) + _render_cases(320, 1024, 224))
+        return ([fps_case(2, 256, 64), knn_case(2, 256, 20), ball_query_case(2, 256, 64)]
+                + gather_cases(2, 8, 256, 64) + group_cases(2, 8, 256, 64, 8) + interpolate_cases(2, 8, 256, 64)
+                + _render_cases(4, 256, 32))
+    return ([fps_case(32, 1024, 512), fps_case(8, 24000, 6000), knn_case(32, 1024, 20), knn_case(128, 1024, 20),
+             ball_query_case(32, 1024, 512)] + gather_cases(32, 64, 1024, 512) + group_cases(32, 64, 1024, 512, 32)
+            + interpolate_cases(32, 128, 1024, 256) + _render_cases(320, 1024, 224))
 
 
 def cuda_time_ms(fn: Callable[[], object], repeat: int) -> float:
@@ -230,9 +141,9 @@ def measure_ops(cases: list[Case], device: str, timer: Timer, repeat: int) -> li
     rows = []
     for i, case in enumerate(cases, 1):
         print(f"[{i}/{len(cases)}] {case.name} {case.shape} ...", file=sys.stderr, flush=True)
-        inputs = case.make(torch.Generator().manual_seed(0), device)
+        inputs = to_device(case.make(torch.Generator().manual_seed(0)), device)
         row = {"op": case.name, "shape": case.shape,
-               "kernel_ms": timer(lambda: case.kernel(inputs), repeat),
+               "kernel_ms": timer(lambda: case.native(inputs), repeat),
                "reference_ms": timer(lambda: case.ref(inputs), repeat)}
         row["speedup"] = row["reference_ms"] / row["kernel_ms"]
         if case.gather is not None:
@@ -318,18 +229,6 @@ def check_targets(rows: list[dict]) -> list[str]:
             lines.append(f"{'PASS' if ok else 'MISS'} {label}: {row['speedup_vs_gather']:.2f}x torch.gather "
                          f"(target >= {GATHER_TARGET:g}x)")
     return lines
-
-
-def write_report(path: str, report: dict) -> None:
-    """Write ``report`` as indented JSON, creating the folder.
-
-    Args:
-        path: output file.
-        report: JSON-ready dict.
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=2)
 
 
 def read_steps(path: str | None) -> list[list[str]]:

@@ -51,6 +51,8 @@ class Case:
         fps_cloud: for FPS, (points per cloud, samples) to compare with fpsample.
         clouds: clouds per call, to report clouds per second (depth rendering).
         end_to_end: the full pipeline around the op (native), timed as ``render_depth_ms``.
+        gather: for group_points, the bare ``torch.gather`` doing the same work (timed by
+            ``tools/benchmark_gpu.py``).
     """
 
     name: str
@@ -61,9 +63,18 @@ class Case:
     fps_cloud: tuple[int, int] | None = None
     clouds: int | None = None
     end_to_end: Callable[[Inputs], object] | None = None
+    gather: Callable[[Inputs], object] | None = None
 
 
-def _fps_case(b: int, n: int, m: int) -> Case:
+# The case builders below are shared with tools/benchmark_gpu.py, which moves the inputs to the GPU.
+
+def to_device(inputs: Inputs, device: str) -> Inputs:
+    """``inputs`` with every tensor moved to ``device`` (other values unchanged)."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+
+
+def fps_case(b: int, n: int, m: int) -> Case:
+    """Furthest point sampling of ``m`` of ``n`` points in ``b`` clouds."""
     return Case(
         "furthest_point_sample", f"B={b} N={n}->{m}",
         lambda g: {"xyz": torch.rand(b, n, 3, generator=g)},
@@ -73,26 +84,73 @@ def _fps_case(b: int, n: int, m: int) -> Case:
     )
 
 
-def _group_cases(b: int, c: int, n: int, m: int, k: int) -> list[Case]:
+def knn_case(b: int, n: int, k: int) -> Case:
+    """The ``k`` nearest neighbours of every one of ``n`` points in ``b`` clouds (DGCNN)."""
+    return Case(
+        "knn", f"B={b} N={n} M={n} k={k}",
+        lambda g: {"xyz": torch.rand(b, n, 3, generator=g)},
+        lambda t: ops.knn(t["xyz"], t["xyz"], k),
+        lambda t: reference.knn(t["xyz"], t["xyz"], k),
+    )
+
+
+def ball_query_case(b: int, n: int, m: int) -> Case:
+    """Radius-0.15 ball query of 32 neighbours around the first ``m`` of ``n`` points."""
+    def make(g: torch.Generator) -> Inputs:
+        xyz = torch.rand(b, n, 3, generator=g)
+        return {"xyz": xyz, "centres": xyz[:, :m].contiguous()}
+
+    return Case(
+        "ball_query", f"B={b} N={n} M={m} r=0.15 K=32", make,
+        lambda t: ops.ball_query(0.15, 32, t["xyz"], t["centres"]),
+        lambda t: reference.ball_query(0.15, 32, t["xyz"], t["centres"]),
+    )
+
+
+def gather_cases(b: int, c: int, n: int, m: int) -> list[Case]:
+    """``gather_points`` of ``m`` of ``n`` points with ``c`` channels, and its backward."""
     def make(g: torch.Generator) -> Inputs:
         return {
             "features": torch.randn(b, c, n, generator=g),
-            "idx": torch.randint(0, n, (b, m, k), generator=g, dtype=torch.int32),
-            "grad": torch.randn(b, c, m, k, generator=g),
+            "idx": torch.randint(0, n, (b, m), generator=g, dtype=torch.int32),
+            "grad": torch.randn(b, c, m, generator=g),
+        }
+
+    shape = f"B={b} C={c} N={n} M={m}"
+    return [
+        Case("gather_points", shape, make,
+             lambda t: ops.gather_points(t["features"], t["idx"]),
+             lambda t: reference.gather_points(t["features"], t["idx"])),
+        Case("gather_points_backward", shape, make,
+             lambda t: ops.gather_points_backward(t["grad"], t["idx"], n),
+             lambda t: reference.gather_points_backward(t["grad"], t["idx"], n)),
+    ]
+
+
+def group_cases(b: int, c: int, n: int, m: int, k: int) -> list[Case]:
+    """``group_points`` of ``k`` neighbours around ``m`` of ``n`` points with ``c`` channels, and its backward."""
+    def make(g: torch.Generator) -> Inputs:
+        features = torch.randn(b, c, n, generator=g)
+        idx = torch.randint(0, n, (b, m, k), generator=g, dtype=torch.int32)
+        return {
+            "features": features, "idx": idx, "grad": torch.randn(b, c, m, k, generator=g),
+            "gather_idx": idx.reshape(b, 1, m * k).long().expand(b, c, m * k),  # prepared for torch.gather
         }
 
     shape = f"B={b} C={c} N={n} M={m} K={k}"
     return [
         Case("group_points", shape, make,
              lambda t: ops.group_points(t["features"], t["idx"]),
-             lambda t: reference.group_points(t["features"], t["idx"])),
+             lambda t: reference.group_points(t["features"], t["idx"]),
+             gather=lambda t: t["features"].gather(2, t["gather_idx"])),
         Case("group_points_backward", shape, make,
              lambda t: ops.group_points_backward(t["grad"], t["idx"], n),
              lambda t: reference.group_points_backward(t["grad"], t["idx"], n)),
     ]
 
 
-def _interpolate_cases(b: int, c: int, n: int, m: int) -> list[Case]:
+def interpolate_cases(b: int, c: int, n: int, m: int) -> list[Case]:
+    """``three_nn`` of ``n`` points among ``m``; ``three_interpolate`` of ``c`` channels, and its backward."""
     def make(g: torch.Generator) -> Inputs:
         unknown, known = torch.rand(b, n, 3, generator=g), torch.rand(b, m, 3, generator=g)
         dist2, idx = reference.three_nn(unknown, known)
@@ -149,36 +207,16 @@ def _render_cases(b: int, v: int = 10, n: int = 1024, size: int = 224) -> list[C
 def build_cases(quick: bool) -> list[Case]:
     """The benchmarked cases: PointNeXt-S shapes, or small ones with ``quick``."""
     b = 4 if quick else 32
-    fps = [_fps_case(b, 1024, 512)] + ([] if quick else [_fps_case(8, 24000, 6000)])
-    def cloud_and_centres(g: torch.Generator) -> Inputs:
-        xyz = torch.rand(b, 1024, 3, generator=g)
-        return {"xyz": xyz, "centres": xyz[:, :512].contiguous()}
-
-    bq = Case(
-        "ball_query", f"B={b} N=1024 M=512 r=0.15 K=32", cloud_and_centres,
-        lambda t: ops.ball_query(0.15, 32, t["xyz"], t["centres"]),
-        lambda t: reference.ball_query(0.15, 32, t["xyz"], t["centres"]),
-    )
-    knn = Case(
-        "knn", f"B={b} N=1024 M=1024 k=20",
-        lambda g: {"xyz": torch.rand(b, 1024, 3, generator=g)},
-        lambda t: ops.knn(t["xyz"], t["xyz"], 20),
-        lambda t: reference.knn(t["xyz"], t["xyz"], 20),
-    )
-    gather = Case(
-        "gather_points", f"B={b} C=64 N=1024 M=512",
-        lambda g: {"features": torch.randn(b, 64, 1024, generator=g),
-                   "idx": torch.randint(0, 1024, (b, 512), generator=g, dtype=torch.int32)},
-        lambda t: ops.gather_points(t["features"], t["idx"]),
-        lambda t: reference.gather_points(t["features"], t["idx"]),
-    )
+    fps = [fps_case(b, 1024, 512)] + ([] if quick else [fps_case(8, 24000, 6000)])
+    gather = gather_cases(b, 64, 1024, 512)[:1]  # gather_points only: its backward is timed on the GPU alone
     # (C, N, M): PointNeXt-S set-abstraction stages at K = 32 neighbours.
     group_shapes = [(64, 1024, 512), (128, 512, 128), (512, 128, 32)]
     if quick:
         group_shapes = group_shapes[:1]
-    groups = [c for ch, n, m in group_shapes for c in _group_cases(b, ch, n, m, 32)]
+    groups = [c for ch, n, m in group_shapes for c in group_cases(b, ch, n, m, 32)]
     renders = _render_cases(b)
-    return fps + [bq, knn, gather] + groups + _interpolate_cases(b, 128, 512, 128) + renders
+    return (fps + [ball_query_case(b, 1024, 512), knn_case(b, 1024, 20)] + gather + groups
+            + interpolate_cases(b, 128, 512, 128) + renders)
 
 
 MIN_TIMED_S = 0.5  # keep sampling fast ops for at least this long (thread pools warm up)
@@ -214,10 +252,6 @@ def _time_fpsample(inputs: Inputs, m: int, repeat: int) -> float | None:
     return total / len(clouds)
 
 
-def _to_cuda(inputs: Inputs) -> Inputs:
-    return {k: v.cuda() if torch.is_tensor(v) else v for k, v in inputs.items()}
-
-
 def run_case(case: Case, threads: int, repeat: int, use_cuda: bool) -> dict:
     """Time one case; returns a JSON-ready row."""
     inputs = case.make(torch.Generator().manual_seed(0))
@@ -237,7 +271,7 @@ def run_case(case: Case, threads: int, repeat: int, use_cuda: bool) -> dict:
         if row["fpsample_per_cloud_ms"]:
             row["vs_fpsample"] = row["fpsample_per_cloud_ms"] / row["native_1thread_per_cloud_ms"]
     if use_cuda:
-        gpu = _to_cuda(inputs)
+        gpu = to_device(inputs, "cuda")
         row["cuda_ms"] = _time(lambda: case.native(gpu), repeat, torch.cuda.synchronize)
     if case.end_to_end:
         row["render_depth_ms"] = _time(lambda: case.end_to_end(inputs), slow_repeat)
@@ -312,6 +346,18 @@ def measure_pointnext_s_step_share(args: argparse.Namespace) -> dict:
     return {"batch": batch, "points": points, "threads": torch.get_num_threads(), "step_ms": 1e3 * step_s,
             "ops_ms": 1e3 * ops_s, "share": ops_s / step_s,
             "per_op_ms": {k: 1e3 * v / steps for k, v in spent.items() if v > 0}}
+
+
+def write_report(path: str, report: dict) -> None:
+    """Write ``report`` as indented JSON, creating the folder.
+
+    Args:
+        path: output file.
+        report: JSON-ready dict.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(report, fh, indent=2)
 
 
 def check_targets(rows: list[dict]) -> list[str]:
@@ -414,9 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     print(line)
     report["targets"].append(line)
     report["pointnext_s_step_share"] = share
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(report, fh, indent=2)
+    write_report(args.out, report)
     print(f"\nwrote {args.out}")
     return 0
 
@@ -438,9 +482,7 @@ def _merge_report(args: argparse.Namespace, rows: list[dict]) -> int:
         "when": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg_1min": os.getloadavg()[0],
     })
     print("\n".join(["", "Targets:"] + check_targets(rows)))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(report, fh, indent=2)
+    write_report(args.out, report)
     print(f"\nwrote {args.out} (merged {len(rows)} rows)")
     return 0
 

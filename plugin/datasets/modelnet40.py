@@ -48,10 +48,12 @@ class _InMemoryModelNet(Dataset):
     normals: Optional[np.ndarray]  # (S, num_points, 3) or None
     labels: np.ndarray  # (S,) int64
 
-    def __init__(self, split: str, num_points: int, use_normals: bool, transform: Optional[Callable]) -> None:
+    def __init__(self, split: str, num_points: int, use_normals: bool, transform: Optional[Callable],
+                 augment: Optional[bool]) -> None:
         super().__init__()
         check_positive_points(num_points)
         self.split = split
+        self.augment = split == "train" if augment is None else bool(augment)
         self.num_points = num_points
         self.use_normals = use_normals
         self.transform = transform
@@ -61,7 +63,7 @@ class _InMemoryModelNet(Dataset):
 
     def __getitem__(self, idx: int) -> Dict[str, Any]:
         # One permutation for points and normals keeps them aligned (upstream shuffles points only).
-        order = np.random.permutation(self.num_points) if self.split == "train" else np.arange(self.num_points)
+        order = np.random.permutation(self.num_points) if self.augment else np.arange(self.num_points)
         data = {"pos": self.points[idx][order], "y": self.labels[idx]}
         if self.normals is not None:
             data["normals"] = self.normals[idx][order]
@@ -87,13 +89,15 @@ class ModelNet40NormalResampled(_InMemoryModelNet):
         num_classes: 40 or 10 (default: that of ``subset``, else 40).
         subset: ``modelnet40`` or ``modelnet10``; the same choice as ``num_classes``, by name.
         transform: OpenPoints transform applied to each sample dict.
+        augment: shuffle the points of each sample (default: in the train split only); False reads every
+            split in file order, e.g. for probes.
         **kwargs: other config keys, ignored.
     """
 
     def __init__(self, data_dir: str, split: str = "train", num_points: int = 1024, use_normals: bool = False,
                  num_classes: Optional[int] = None, subset: Optional[str] = None,
-                 transform: Optional[Callable] = None, **kwargs: Any) -> None:
-        super().__init__(resolve_split(split, "ModelNet40"), num_points, use_normals, transform)
+                 transform: Optional[Callable] = None, augment: Optional[bool] = None, **kwargs: Any) -> None:
+        super().__init__(resolve_split(split, "ModelNet40"), num_points, use_normals, transform, augment)
         num_classes = _subset_classes(subset, num_classes)
         root, own_lists = self._find_root(Path(data_dir), num_classes)
         lists = f"modelnet{num_classes if own_lists else 40}"
@@ -196,6 +200,7 @@ class ModelNet40Ply2048(_InMemoryModelNet):
         num_points: points kept per cloud: the first ones of the 2048 stored.
         use_normals: append the normals (h5 dataset ``normal``) to the features ``x``.
         transform: OpenPoints transform applied to each sample dict.
+        augment: shuffle the points of each sample (default: in the train split only).
         **kwargs: other config keys, ignored.
     """
 
@@ -203,8 +208,8 @@ class ModelNet40Ply2048(_InMemoryModelNet):
     num_classes = len(MODELNET40_CLASSES)
 
     def __init__(self, data_dir: str, split: str = "train", num_points: int = 1024, use_normals: bool = False,
-                 transform: Optional[Callable] = None, **kwargs: Any) -> None:
-        super().__init__(resolve_split(split, "ModelNet40Ply2048"), num_points, use_normals, transform)
+                 transform: Optional[Callable] = None, augment: Optional[bool] = None, **kwargs: Any) -> None:
+        super().__init__(resolve_split(split, "ModelNet40Ply2048"), num_points, use_normals, transform, augment)
         folder = self._find_folder(Path(data_dir))
         files = sorted(folder.glob(f"ply_data_{self.split}*.h5"))
         if not files:

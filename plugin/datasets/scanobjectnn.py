@@ -32,8 +32,9 @@ class ScanObjectNN(Dataset):
     """ScanObjectNN (15 classes) from one variant's h5 files, held in memory.
 
     Train samples are a random ``num_points`` subset of each stored cloud, in random order. Test
-    samples (``val`` and ``test``) are, with ``uniform_sample``, ``num_points`` farthest points of
-    each cloud, computed on CPU once per file and cached; otherwise the first ``num_points``.
+    samples (``val`` and ``test``), and train samples with ``augment: False``, are, with
+    ``uniform_sample``, ``num_points`` farthest points of each cloud, computed on CPU once per file and
+    cached; otherwise the first ``num_points``.
 
     Args:
         data_dir: the ``h5_files`` folder (holding ``main_split`` and ``main_split_nobg``).
@@ -44,6 +45,8 @@ class ScanObjectNN(Dataset):
         transform: OpenPoints transform applied to each sample dict.
         cache_fps: also cache the test-split FPS as ``.npy`` on disk (next to the h5 file if writable,
             else under ``~/.cache/openpoints-plugin/``).
+        augment: draw a random point subset per sample (default: in the train split only); False reads
+            every split the test way, e.g. for probes.
         **kwargs: other config keys, ignored.
     """
 
@@ -53,9 +56,10 @@ class ScanObjectNN(Dataset):
 
     def __init__(self, data_dir: str, split: str = "train", variant: str = "PB_T50_RS", num_points: int = 1024,
                  uniform_sample: bool = True, transform: Optional[Callable] = None, cache_fps: bool = True,
-                 **kwargs: Any) -> None:
+                 augment: Optional[bool] = None, **kwargs: Any) -> None:
         super().__init__()
         self.split = resolve_split(split, "ScanObjectNN")
+        self.augment = self.split == "train" if augment is None else bool(augment)
         self.variant = variant
         self.num_points = num_points
         self.transform = transform
@@ -64,7 +68,7 @@ class ScanObjectNN(Dataset):
         check_num_points(num_points, clouds.points.shape[1], f"'{self.h5_path}'")
         check_labels(clouds.labels, self.num_classes, f"'{self.h5_path}'")
         self.labels = clouds.labels
-        if self.split == "train" or num_points == clouds.points.shape[1]:
+        if self.augment or num_points == clouds.points.shape[1]:
             self.points = clouds.points
         elif uniform_sample:
             self.points = cached_fps_downsample(clouds.points, num_points, self.h5_path, to_disk=cache_fps)
@@ -91,7 +95,7 @@ class ScanObjectNN(Dataset):
 
     def __getitem__(self, idx: int) -> Dict[str, Any]:
         cloud = self.points[idx]
-        if self.split == "train":
+        if self.augment:
             pos = cloud[np.random.permutation(len(cloud))[:self.num_points]]
         else:
             pos = cloud[:self.num_points].copy()

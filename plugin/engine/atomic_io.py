@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import torch
 
@@ -73,6 +73,15 @@ def _atomic_write(path: str, write: Callable[[str], None], config_key: str) -> N
             raise
 
 
+def _atomic_dump(path: str, mode: str, dump: Callable[[IO], object], config_key: str) -> None:
+    """:func:`_atomic_write` through ``dump(file)``, ``file`` the temporary file opened with ``mode``."""
+    def write(tmp: str) -> None:
+        with open(tmp, mode) as f:
+            dump(f)
+
+    _atomic_write(path, write, config_key)
+
+
 def tensor_bytes(obj: Any) -> int:
     """Bytes of the tensors in ``obj`` (nested dicts, lists and tuples): what a checkpoint of it needs at least."""
     if torch.is_tensor(obj):
@@ -125,12 +134,11 @@ def save_json(obj: Any, path: str, config_key: str = "root_dir") -> None:
         path: the target file.
         config_key: the config key that chose where ``path`` lies, named in errors.
     """
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(_finite(obj), f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
+    def dump(f: IO) -> None:
+        json.dump(_finite(obj), f, indent=2, sort_keys=True, allow_nan=False)
+        f.write("\n")
 
-    _atomic_write(path, write, config_key)
+    _atomic_dump(path, "w", dump, config_key)
 
 
 def save_text(text: str, path: str, config_key: str = "root_dir") -> None:
@@ -141,11 +149,7 @@ def save_text(text: str, path: str, config_key: str = "root_dir") -> None:
         path: the target file.
         config_key: the config key that chose where ``path`` lies, named in errors.
     """
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            f.write(text)
-
-    _atomic_write(path, write, config_key)
+    _atomic_dump(path, "w", lambda f: f.write(text), config_key)
 
 
 def save_npz(path: str, config_key: str = "root_dir", **arrays: Any) -> None:
@@ -158,11 +162,7 @@ def save_npz(path: str, config_key: str = "root_dir", **arrays: Any) -> None:
     """
     import numpy as np
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    _atomic_write(path, write, config_key)
+    _atomic_dump(path, "wb", lambda f: np.savez(f, **arrays), config_key)
 
 
 def save_npy(array: Any, path: str, config_key: str = "root_dir") -> None:
@@ -175,8 +175,4 @@ def save_npy(array: Any, path: str, config_key: str = "root_dir") -> None:
     """
     import numpy as np
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-    _atomic_write(path, write, config_key)
+    _atomic_dump(path, "wb", lambda f: np.save(f, array), config_key)

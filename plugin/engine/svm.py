@@ -7,12 +7,14 @@ cloud is first centred and scaled into the unit sphere, the frame of the pre-tra
 is scored once at the end.
 """
 import copy
+import inspect
 import logging
 import os
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from openpoints.dataset.build import DATASETS
 from openpoints.models import build_model_from_cfg
 from openpoints.models.build import MODELS
 from openpoints.utils import EasyConfig
@@ -65,12 +67,17 @@ def probe_transforms(cfg: Dict[str, Any], split: str, normalize: bool = False) -
 def probe_loader(cfg: Dict[str, Any], split: str, normalize: bool = False) -> torch.utils.data.DataLoader:
     """``split`` in dataset order with :func:`probe_transforms`, so training features are not augmented.
 
+    A dataset that augments its train split itself (point order, point subsets, views; an ``augment``
+    argument) reads it the test way, so the features do not depend on the seed.
+
     Args:
         cfg: the run config.
         split: the split to read.
         normalize: centre and scale each cloud into the unit sphere (see :func:`probe_transforms`).
     """
     plain = copy.deepcopy(cfg)
+    if "augment" in inspect.signature(DATASETS.get(plain.dataset.common.NAME)).parameters:
+        plain.dataset.common.augment = False
     transforms = probe_transforms(cfg, split, normalize)
     if transforms is not None:
         plain.datatransforms = plain.get("datatransforms") or EasyConfig()

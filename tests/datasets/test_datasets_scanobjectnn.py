@@ -76,6 +76,16 @@ def test_train_sample_is_a_random_subset(scanobjectnn_root: Path) -> None:
     assert not np.array_equal(first["pos"], second["pos"])
 
 
+def test_train_without_augmentation_reads_the_test_way(scanobjectnn_root: Path) -> None:
+    data = ScanObjectNN(scanobjectnn_root, "train", num_points=32, augment=False, cache_fps=False)
+    stored = ScanObjectNN(scanobjectnn_root, "train", num_points=POINTS_PER_FILE).points
+    np.random.seed(0)
+    first = data[2]["pos"]
+    np.random.seed(1)
+    assert np.array_equal(first, data[2]["pos"])                          # the seed does not matter
+    np.testing.assert_array_equal(first, stored[2][numpy_fps(stored[2], 32)])  # the farthest points, as in test
+
+
 def test_features_are_pos_and_heights(scanobjectnn_root: Path) -> None:
     data = ScanObjectNN(scanobjectnn_root, "test", num_points=32, uniform_sample=False)
     sample = data[0]

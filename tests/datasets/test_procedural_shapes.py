@@ -1,5 +1,4 @@
 """Procedural shapes: analytic surfaces, outward unit normals, area-uniform sampling, determinism, layout."""
-import importlib.util
 import math
 from pathlib import Path
 
@@ -10,7 +9,8 @@ from plugin.datasets import ModelNet40NormalResampled
 from plugin.datasets import procedural_shapes as ps
 from plugin.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
+from ..conftest import load_tool
+
 CONVEX = ("box", "cylinder", "cone", "sphere")
 
 
@@ -194,9 +194,7 @@ def test_write_dataset_is_idempotent_resumable_and_guards_other_settings(written
 
 
 def test_make_shapes_tool(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("make_shapes", REPO / "tools" / "make_shapes.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("make_shapes")
     args = ["--out", str(tmp_path), "--per-class-train", "1", "--per-class-test", "1", "--points", "32"]
     assert tool.main(args) == 0 and tool.main(args) == 0
     assert "complete, nothing to do" in capsys.readouterr().out

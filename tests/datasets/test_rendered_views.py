@@ -1,5 +1,4 @@
 """RenderedViews: xyz-only clouds, augmentation switch, sampling, SO(3) rotations, unnormalised images."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,22 +12,16 @@ from plugin.datasets.rendered_views import PointCloudUnitSphere, center_and_scal
 from plugin.errors import ConfigError
 from plugin.render.cameras import project
 
-REPO = Path(__file__).resolve().parents[2]
+from ..conftest import load_tool
+
 POINTS = 200
 KEEP = 64
-
-
-def _render_tool():
-    spec = importlib.util.spec_from_file_location("render_views", REPO / "tools" / "render_views.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def xyz_views(tmp_path_factory) -> Path:
     """3 train + 1 test xyz-only objects (no normals, as ShapeNet-55's), rendered at 32 px."""
-    tool, root = _render_tool(), tmp_path_factory.mktemp("xyz_views")
+    tool, root = load_tool("render_views"), tmp_path_factory.mktemp("xyz_views")
     rng = np.random.default_rng(0)
     opts = {"image_size": 32, "radius_px": 1, "distance": 2.2, "fov": 60.0}
     for split, count in (("train", 3), ("test", 1)):
@@ -135,7 +128,7 @@ def test_unit_sphere_transform_is_the_pre_training_normalisation():
     out, scale = center_and_scale(cloud)
     np.testing.assert_allclose(out.mean(0), 0, atol=1e-5)
     assert np.linalg.norm(out, axis=1).max() == pytest.approx(1.0, abs=1e-6)
-    np.testing.assert_array_equal(_render_tool().normalise(cloud), out)     # what render_views writes
+    np.testing.assert_array_equal(load_tool("render_views").normalise(cloud), out)     # what render_views writes
     heights = torch.from_numpy(cloud[:, 1:2] - cloud[:, 1:2].min())
     data = PointCloudUnitSphere(gravity_dim=1)({"pos": torch.from_numpy(cloud), "heights": heights})
     torch.testing.assert_close(data["pos"], torch.from_numpy(out))

@@ -1,5 +1,4 @@
 """ShapeNet-55 ``.npy`` source: split lists, labels, FPS loading and ``tools/render_views.py --source shapenet55``."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,7 +9,8 @@ import torch
 from plugin.datasets.shapenet55 import load_shapenet55_cloud, read_shapenet55_split
 from plugin.errors import DataNotFoundError
 
-REPO = Path(__file__).resolve().parents[2]
+from ..conftest import load_tool
+
 SYNSETS = ["04379243", "02691156", "03001627"]  # table, airplane, chair: sorted -> airplane, chair, table
 
 
@@ -60,9 +60,7 @@ def test_missing_layout_names_the_folder(tmp_path):
 
 
 def test_render_views_writes_the_pretraining_format(shapenet55, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("render_views", REPO / "tools" / "render_views.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("render_views")
     out = tmp_path / "views"
     argv = ["--source", "shapenet55", "--data-dir", str(shapenet55), "--out", str(out), "--num-points", "128",
             "--image-size", "32", "--workers", "1", "--synset-names", str(tmp_path / "names.json")]

@@ -1,11 +1,10 @@
 """A tiny, linearly separable ModelNet-layout dataset and a runner invocation helper."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from ..conftest import REPO, load_tool
 CLASSES = ["airplane", "bathtub", "bed"]
 
 
@@ -55,10 +54,7 @@ def tiny_overrides(data_dir: Path, root_dir: Path, epochs: int = 2):
 
 
 def _load_main():
-    spec = importlib.util.spec_from_file_location("plugin_main", REPO / "tools" / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_tool("main").main
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ def test_resume_keeps_the_split_and_continues(tiny_modelnet, tmp_path, main):
     assert main(["--cfg", FEWSHOT_CFG, "mode=resume", f"run_dir={run}", "epochs=2"]) == 0
     assert (run / "fewshot_split.json").read_text() == split
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs"] == 2 and torch.load(run / "ckpt_latest.pth", weights_only=False)["epoch"] == 2
+    assert metrics["epochs"] == 2 and torch.load(run / "ckpt_latest.pth", weights_only=True)["epoch"] == 2
     assert "resumed after epoch 1" in (run / "log.txt").read_text()
 
 
@@ -117,7 +117,7 @@ def test_finetune_mode_dispatches_to_the_adapter_and_reads_the_depth_encoder(tin
     assert metrics["depth_encoder"] == str(checkpoint) and 0 <= metrics["top1"] <= 100
     assert not (run / "fewshot_split.json").exists()
     assert f"tensors from {checkpoint}" in (run / "log.txt").read_text()
-    assert torch.load(run / "ckpt_latest.pth", weights_only=False)["mode"] == "finetune"
+    assert torch.load(run / "ckpt_latest.pth", weights_only=True)["mode"] == "finetune"
 
 
 @pytest.mark.parametrize("selection", ["last", "holdout"])
@@ -153,7 +153,7 @@ def test_epoch_selection_never_reads_the_test_split(tiny_modelnet, tmp_path, mai
     assert len(held) == (3 if selection == "holdout" else 0) and metrics["train_samples"] == 12 - len(held)
     if selection == "last":
         assert metrics["best_epoch"] == 2
-    best = torch.load(run / "ckpt_best.pth", weights_only=False)
+    best = torch.load(run / "ckpt_best.pth", weights_only=True)
     assert best["epoch"] == metrics["best_epoch"] and set(best["train_indices"]).isdisjoint(held)
 
 

@@ -33,7 +33,7 @@ def test_stages_chain_the_depth_encoder(tiny_views, tiny_modelnet, tmp_path, sou
     runs = {stage: p for stage, p in folders.items() if not stage.isdigit()}
     assert set(runs) == {"pretrain", "zeroshot", "fewshot"}
     checkpoint = str(runs["pretrain"] / "ckpt_best.pth")
-    assert DEPTH_ENCODER_KEY in torch.load(checkpoint, weights_only=False)
+    assert DEPTH_ENCODER_KEY in torch.load(checkpoint, weights_only=True)
     for stage in ("zeroshot", "fewshot"):
         cfg_text = (runs[stage] / "cfg.yaml").read_text()
         assert f"pretrained_path: {checkpoint}" in cfg_text, stage

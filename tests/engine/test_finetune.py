@@ -64,7 +64,7 @@ def test_finetune_starts_from_the_pretrained_encoder_exactly(pretrained, tiny_mo
     assert metrics["epochs"] == 1 and 0 <= metrics["test_oa"] <= 100
     log = (run / "log.txt").read_text()
     assert f"loaded {len(state)} encoder tensors from {path} (head.*" in log and "epoch 1/1" in log
-    trained = torch.load(run / "ckpt_latest.pth", weights_only=False, map_location="cpu")["model"]
+    trained = torch.load(run / "ckpt_latest.pth", weights_only=True, map_location="cpu")["model"]
     assert any(not torch.equal(trained[f"encoder.{k}"], v) for k, v in state.items())  # then it trains
 
 
@@ -139,13 +139,13 @@ def test_killed_finetune_resumes_as_finetune(tiny_modelnet, tmp_path, main):
     args = ["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, tmp_path / "a", epochs=1)]
     assert main(args) == 0
     source = next((tmp_path / "a" / "modelnet40").glob("dgcnn-*")) / "ckpt_best.pth"
-    torch.save({"model": torch.load(source, weights_only=False)["model"]}, pretrain)
+    torch.save({"model": torch.load(source, weights_only=True)["model"]}, pretrain)
     args = ["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, tmp_path / "b", epochs=1), "mode=finetune",
             f"pretrained_path={pretrain}"]
     assert main(args) == 0
     run = next((tmp_path / "b" / "modelnet40").glob("dgcnn-*"))
     assert main(["--cfg", DGCNN_CFG, "mode=resume", "epochs=2", f"run_dir={run}"]) == 0  # the run's own config
-    state = torch.load(run / "ckpt_latest.pth", weights_only=False)
+    state = torch.load(run / "ckpt_latest.pth", weights_only=True)
     metrics = json.loads((run / "metrics.json").read_text())
     assert state["epoch"] == 2 and state["mode"] == "finetune"
     assert metrics["encoder_tensors_loaded"] == "restored from ckpt_latest.pth"

@@ -36,7 +36,7 @@ def test_train_writes_complete_run_folder(trained):
     assert 0.0 <= metrics["test_oa"] <= 100.0 and 0.0 <= metrics["test_macc"] <= 100.0
     losses = [float(v) for v in re.findall(r"epoch \d/3 loss ([0-9.]+)", (trained / "log.txt").read_text())]
     assert len(losses) == 3 and losses[-1] < losses[0], losses  # it learns (accuracy: tests/test_realdata.py)
-    assert torch.load(trained / "ckpt_latest.pth", weights_only=False)["epoch"] == 3
+    assert torch.load(trained / "ckpt_latest.pth", weights_only=True)["epoch"] == 3
     assert not list(trained.glob(".*.tmp")), "a temporary checkpoint file was left behind"
     assert "epoch 3/3" in (trained / "log.txt").read_text()
 
@@ -48,7 +48,7 @@ def test_resume_continues_the_epoch_count(tiny_modelnet, tmp_path, main):
     # a bare resume: the newest run of task/exp under root_dir, with the config it was started with
     assert main(["--cfg", DGCNN_CFG, f"root_dir={tmp_path}", "mode=resume", "epochs=2"]) == 0
     assert only_run(tmp_path) == run                       # same folder
-    state = torch.load(run / "ckpt_latest.pth", weights_only=False)
+    state = torch.load(run / "ckpt_latest.pth", weights_only=True)
     assert state["epoch"] == 2
     log = (run / "log.txt").read_text()
     assert "resumed after epoch 1" in log and "epoch 2/2" in log and log.count("epoch 1/2") == 0
@@ -60,7 +60,7 @@ def test_same_seed_same_run_on_cpu(tiny_modelnet, tmp_path, main):
         # device=cpu: `device: auto` would pick a GPU where there is one, and GPU runs are not bit-reproducible
         assert main(["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, tmp_path / name, epochs=1), "seed=7",
                      "device=cpu"]) == 0
-        states.append(torch.load(only_run(tmp_path / name) / "ckpt_latest.pth", weights_only=False)["model"])
+        states.append(torch.load(only_run(tmp_path / name) / "ckpt_latest.pth", weights_only=True)["model"])
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
 
@@ -120,7 +120,7 @@ def test_interrupted_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypat
         atomic_io.save_torch({"epoch": 2}, str(target))
     assert torch.load.__module__  # torch itself untouched apart from save
     monkeypatch.undo()
-    assert torch.load(target, weights_only=False) == {"epoch": 1}
+    assert torch.load(target, weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt_latest.pth"]
 
 

@@ -1,6 +1,4 @@
 """tools/visualize.py: Pic@Point correspondence heatmaps and t-SNE/PCA plots of SVM features."""
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
@@ -15,6 +13,8 @@ from plugin.render.cameras import project
 from plugin.render.mapping import points_to_cells
 from tests.engine.conftest import REPO, _shape
 
+from ..conftest import load_tool
+
 CFG = str(REPO / "cfgs" / "shapenet" / "pic_at_point-dgcnn.yaml")
 TINY = ["model.encoder_args.channels=8", "model.encoder_args.k=8", "model.encoder_args.embed_dim=32",
         "model.encoder_args.n_blocks=3", "model.embed_dim=32", "model.pose_dim=8",
@@ -23,17 +23,10 @@ TINY = ["model.encoder_args.channels=8", "model.encoder_args.k=8", "model.encode
 DPI = 40
 
 
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def visualize():
     """``tools/visualize.py``'s ``main(argv) -> exit status``."""
-    return _load_tool("visualize").main
+    return load_tool("visualize").main
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +35,7 @@ def rendered(tmp_path_factory):
     root = tmp_path_factory.mktemp("visualize")
     points = _shape(1, np.random.default_rng(0), 300).astype(np.float32)
     opts = {"image_size": 128, "radius_px": 1, "distance": 2.2, "fov": 60.0}
-    _load_tool("render_views").render_object((str(root / "object"), points, opts))
+    load_tool("render_views").render_object((str(root / "object"), points, opts))
     torch.manual_seed(0)
     model = builders.build_model(load_config(CFG, TINY))
     torch.save({"model": model.state_dict()}, root / "ckpt.pth")
@@ -52,7 +45,7 @@ def rendered(tmp_path_factory):
 def _model_and_input(root, view: int):
     cfg = load_config(CFG, TINY)
     model = builders.build_model(cfg)
-    model.load_state_dict(torch.load(root / "ckpt.pth", weights_only=False)["model"])
+    model.load_state_dict(torch.load(root / "ckpt.pth", weights_only=True)["model"])
     model.eval()
     obj = maps.load_rendered_object(str(root / "object"), view)
     data = maps.model_input(obj, 256, False)

@@ -31,7 +31,7 @@ def test_pretrain_selects_by_zero_shot_on_held_out_objects_and_resumes(tiny_view
     assert "on 2 train objects held out from pre-training (6 left)" in (run / "log.txt").read_text()
     # map to the CPU: on a GPU machine (device: auto) the checkpoint holds CUDA tensors, and the
     # visual tower below is loaded on the CPU
-    best = torch.load(run / "ckpt_best.pth", map_location="cpu", weights_only=False)
+    best = torch.load(run / "ckpt_best.pth", map_location="cpu", weights_only=True)
     assert best["epoch"] == metrics["best_epoch"] and best["best_val_top1"] == metrics["best_val_top1"]
     assert "encoder" not in best and best["clip"]["name"] == "tiny-clip-test"
     assert set(best[DEPTH_ENCODER_KEY]) == {k[len("depth_encoder."):] for k in best["model"]
@@ -40,7 +40,7 @@ def test_pretrain_selects_by_zero_shot_on_held_out_objects_and_resumes(tiny_view
     assert torch.equal(visual.conv1.weight, best["model"]["depth_encoder.conv1.weight"])
 
     assert main(["--cfg", CFG, f"root_dir={tmp_path}", "mode=resume", "epochs=3"]) == 0  # the run's own config
-    latest = torch.load(run / "ckpt_latest.pth", map_location="cpu", weights_only=False)
+    latest = torch.load(run / "ckpt_latest.pth", map_location="cpu", weights_only=True)
     resumed = json.loads((run / "metrics.json").read_text())
     assert latest["epoch"] == 3 and resumed["best_val_top1"] >= metrics["best_val_top1"]
     assert resumed["best_epoch"] == 3 or resumed["best_epoch"] == metrics["best_epoch"]

@@ -1,8 +1,6 @@
 """Issue 9 §5: a corrupt or foreign model.image_backbone.weights file is one sentence naming the key (exit 2)."""
-import importlib.util
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +10,8 @@ import torch
 from plugin.errors import UserError
 from plugin.models.image_backbones import FrozenImageBackbone
 
-REPO = Path(__file__).resolve().parents[2]
+from ..conftest import REPO, load_tool
+
 KEY = "model.image_backbone.weights"
 
 BAD_WEIGHTS = {
@@ -40,9 +39,7 @@ def test_bad_weights_name_the_key(tmp_path, kind):
 
 
 def test_bad_weights_exit_2_through_main(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("plugin_main", REPO / "tools" / "main.py")
-    main = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(main)
+    main = load_tool("main")
     path = tmp_path / "weights.pth"
     BAD_WEIGHTS["truncated"](path)
     tiny = ["model.encoder_args.channels=8", "model.encoder_args.k=8", "model.encoder_args.embed_dim=32",

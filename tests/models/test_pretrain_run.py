@@ -1,5 +1,4 @@
 """Pic@Point pre-training end to end on tiny rendered data: tool, dataset, runner, resume, encoder export."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,6 +8,8 @@ import torch
 
 from tests.engine.conftest import REPO, _load_main, _shape, tiny_modelnet  # noqa: F401  (fixture)
 
+from ..conftest import load_tool
+
 CFG = str(REPO / "cfgs" / "shapenet" / "pic_at_point-dgcnn.yaml")
 TINY = ["model.encoder_args.channels=8", "model.encoder_args.k=8", "model.encoder_args.embed_dim=32",
         "model.encoder_args.n_blocks=3", "model.embed_dim=32", "model.pose_dim=8",
@@ -16,16 +17,9 @@ TINY = ["model.encoder_args.channels=8", "model.encoder_args.k=8", "model.encode
         "dataset.common.num_points=128", "batch_size=4", "dataloader.num_workers=0"]
 
 
-def _render_tool():
-    spec = importlib.util.spec_from_file_location("render_views", REPO / "tools" / "render_views.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _render(root: Path, channels: int) -> Path:
     """8 train + 4 test objects of 3 shape classes with ``channels`` columns (3: xyz, 6: + normals), 64 px."""
-    tool = _render_tool()
+    tool = load_tool("render_views")
     rng = np.random.default_rng(0)
     opts = {"image_size": 64, "radius_px": 1, "distance": 2.2, "fov": 60.0}
     for split, count in (("train", 8), ("test", 4)):
@@ -86,7 +80,7 @@ def test_pretrain_resume_and_encoder_export(tiny_views, tmp_path):
     assert main(args) == 0
     run = next((tmp_path / "shapenet").glob("pic_at_point-dgcnn-*"))
     assert main(["--cfg", CFG, f"root_dir={tmp_path}", "mode=resume", "epochs=2"]) == 0  # the run's own config
-    state = torch.load(run / "ckpt_latest.pth", weights_only=False)
+    state = torch.load(run / "ckpt_latest.pth", weights_only=True)
     assert state["epoch"] == 2 and state["mode"] == "pretrain"
     assert set(state["encoder"]) == {k[len("encoder."):] for k in state["model"] if k.startswith("encoder.")}
     metrics = json.loads((run / "metrics.json").read_text())
@@ -148,6 +142,6 @@ def test_staged_workflow_end_to_end(tiny_views, tiny_modelnet, tmp_path):
     finetune_run = Path(stages["finetune"]["run_dir"])
     assert f"load_path: {pretrain_ckpt}" in (svm_run / "cfg.yaml").read_text()
     assert f"pretrained_path: {pretrain_ckpt}" in (finetune_run / "cfg.yaml").read_text()
-    encoder = torch.load(pretrain_ckpt, weights_only=False)["encoder"]
+    encoder = torch.load(pretrain_ckpt, weights_only=True)["encoder"]
     assert 0 <= stages["svm"]["oa"] <= 100 and 0 <= stages["finetune"]["test_oa"] <= 100
     assert len(encoder) > 0

@@ -1,20 +1,17 @@
 """``tools/benchmark_depth_ablation.py`` on the tiny ModelNet layout: one row per setting, cached, resumable."""
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 
-from tests.engine.conftest import REPO, tiny_modelnet  # noqa: F401  (fixture)
+from tests.engine.conftest import tiny_modelnet  # noqa: F401  (fixture)
+
+from ..conftest import load_tool
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("benchmark_depth_ablation",
-                                                  REPO / "tools" / "benchmark_depth_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark_depth_ablation")
 
 
 def test_rows_per_setting_and_cache_reuse(tool, tiny_modelnet, tmp_path, capsys, monkeypatch):

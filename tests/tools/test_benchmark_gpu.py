@@ -1,22 +1,15 @@
 """``tools/benchmark_gpu.py`` without a GPU: the clean exit, every case and model run on CPU, the JSON and the table."""
-import importlib.util
 import json
-import sys
 
 import pytest
 import torch
 
-from tests.engine.conftest import REPO
+from ..conftest import load_tool
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("benchmark_gpu", REPO / "tools" / "benchmark_gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    return load_tool("benchmark_gpu")
 
 
 def test_without_a_gpu_it_says_so_and_exits_0(tool, tmp_path, monkeypatch, capsys):

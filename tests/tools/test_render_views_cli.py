@@ -1,7 +1,6 @@
 """Issue 9 §5: tools/render_views.py and tools/make_shapes.py answer bad options, mixed settings and unwritable
 outputs with one sentence (exit status 2); ``--view-set`` picks the cameras and is recorded in meta.json."""
 import errno
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -10,24 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ..conftest import load_tool
 
 
 @pytest.fixture(scope="module")
 def render_views():
-    return _tool("render_views")
+    return load_tool("render_views")
 
 
 @pytest.fixture(scope="module")
 def make_shapes():
-    return _tool("make_shapes").main
+    return load_tool("make_shapes").main
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Issue 9 §5: tools/visualize.py answers a corrupt or foreign --load_path and an unwritable --out with one
 sentence (exit status 2)."""
 import errno
-import importlib.util
 import os
 import pickle
 from pathlib import Path
@@ -11,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from ..conftest import REPO, load_tool
+
 CFG = str(REPO / "cfgs" / "shapenet" / "pic_at_point-dgcnn.yaml")
 TINY = ["model.encoder_args.channels=8", "model.encoder_args.k=8", "model.encoder_args.embed_dim=32",
         "model.encoder_args.n_blocks=3", "model.embed_dim=32", "model.pose_dim=8",
@@ -19,16 +19,9 @@ TINY = ["model.encoder_args.channels=8", "model.encoder_args.k=8", "model.encode
         "model.image_backbone.image_size=64", "dataset.common.num_points=128"]
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def visualize():
-    return _tool("visualize").main
+    return load_tool("visualize").main
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +29,8 @@ def rendered_object(tmp_path_factory) -> Path:
     """One sphere rendered at 64 px by tools/render_views.py."""
     folder = tmp_path_factory.mktemp("visualize") / "object"
     points = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
-    _tool("render_views").render_object((str(folder), points, {"image_size": 64, "radius_px": 1, "distance": 2.2,
-                                                               "fov": 60.0}))
+    opts = {"image_size": 64, "radius_px": 1, "distance": 2.2, "fov": 60.0}
+    load_tool("render_views").render_object((str(folder), points, opts))
     return folder
 
 
