@@ -7,7 +7,7 @@ import pytest
 from openpoints.models import build_model_from_cfg
 
 from plugin.engine import load_config
-from plugin.engine.config import accepted_keywords, find_unknown_keys
+from plugin.engine.config_keys import accepted_keywords, find_unknown_keys
 from plugin.errors import ConfigError
 
 CFGS = Path(__file__).resolve().parents[2] / "cfgs"
