@@ -94,3 +94,18 @@ def main_cli():
         return subprocess.run([sys.executable, "tools/main.py", *args], cwd=REPO, capture_output=True, text=True,
                               timeout=300)
     return run
+
+
+def test_checkpoints_whose_config_holds_openpoints_transforms_still_load(tmp_path):
+    # Before the dataloader builder got a copy of the config, OpenPoints wrote its built transforms into it.
+    from openpoints.transforms import build_transforms_from_cfg
+    from openpoints.utils import EasyConfig
+
+    transforms = build_transforms_from_cfg("train", EasyConfig({"train": ["PointsToTensor",
+                                                                          "PointCloudScaleAndTranslate"]}))
+    path = tmp_path / "old.pth"
+    torch.save({"epoch": 2, "best_oa": np.float64(90.5),
+                "cfg": {"dataset": {"train": {"split": "train", "transform": transforms}}}}, path)
+    state = read_checkpoint(str(path), "run_dir")
+    assert state["epoch"] == 2 and state["best_oa"] == 90.5
+    assert type(state["cfg"]["dataset"]["train"]["transform"]).__name__ == "Compose"
