@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -85,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from plugin.datasets import ModelNet40NormalResampled
     from plugin.eval.linear_svm import linear_probe, low_shot_probe
     from plugin.errors import UserError
+    from plugin.io import save_npz
 
     started = time.time()
     try:
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             features, coverage = encode_split(normalise(dataset.points[rows_used]), (reduction, dilation),
                                               args.image_size, args.batch, f"{name} {split}")
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, features=features, labels=dataset.labels[rows_used], coverage=coverage)
-            os.replace(tmp, cache)
+            save_npz(str(cache), "--cache", features=features, labels=dataset.labels[rows_used], coverage=coverage)
             data[split] = (features, dataset.labels[rows_used], coverage)
         (train_x, train_y, coverage), (test_x, test_y, _) = data["train"], data["test"]
         probe = linear_probe(train_x, train_y, test_x, test_y, cs=(0.001, 0.01, 0.1, 1.0), folds=5)
@@ -127,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
               "num_points": args.num_points, "views": "orthogonal6", "encoder": "tf_efficientnet_lite0 (ImageNet)",
               "train": len(keep["train"]), "test": len(keep["test"]), "seconds": round(time.time() - started, 1),
               "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    from plugin.io import save_json
+
+    save_json(result, str(args.out), "--out")
     shots = [str(k) for k in args.shots]
-    print(f"| setting | pixel coverage | SVM OA | SVM mAcc | C | " + " | ".join(f"{k}-shot OA" for k in shots) + " |")
+    print("| setting | pixel coverage | SVM OA | SVM mAcc | C | " + " | ".join(f"{k}-shot OA" for k in shots) + " |")
     print("|---" * (5 + len(shots)) + "|")
     for r in rows:
         low = " | ".join(f"{r['low_shot'][k]['oa_mean']:.2f} ± {r['low_shot'][k]['oa_std']:.2f}" for k in shots)

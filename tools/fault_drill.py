@@ -247,7 +247,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for phase in phases:
             print(f"    {phase}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from plugin.engine.atomic_io import save_json
+    from plugin.io import save_json
 
     save_json(report, str(args.out))
     print(f"report: {args.out}")

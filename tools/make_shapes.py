@@ -34,7 +34,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from tqdm import tqdm
 
     from plugin.datasets.procedural_shapes import CLASSES, write_dataset
-    from plugin.engine.atomic_io import writing
+    from plugin.io import writing
     from plugin.errors import UserError
 
     try:

@@ -97,7 +97,7 @@ def render_object(job: Tuple[str, Union[np.ndarray, str], dict]) -> str:
     import torch
 
     from plugin.datasets.shapenet55 import load_shapenet55_cloud
-    from plugin.engine.atomic_io import save_npz, writing
+    from plugin.io import save_npz, writing
     from plugin.render.point_renderer import render_points, save_png
 
     torch.set_num_threads(1)
@@ -217,7 +217,7 @@ def render(args: argparse.Namespace) -> int:
     """
     from tqdm import tqdm
 
-    from plugin.engine.atomic_io import save_json, save_text, writing
+    from plugin.io import save_json, save_text, writing
     from plugin.errors import ConfigError
     from plugin.render import view_sets
 

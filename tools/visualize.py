@@ -74,11 +74,11 @@ def _load_model_state(model, state, path: str) -> None:
 def correspondence(args: argparse.Namespace) -> str:
     """Draw the correspondence map of ``args``; returns a one-line summary."""
     from plugin.engine import builders, load_config
-    from plugin.engine.atomic_io import writing
+    from plugin.io import writing
     from plugin.engine.batch import prepare_batch
     from plugin.engine.run_folder import load_checkpoint
     from plugin.errors import ConfigError, WeightsNotFoundError
-    from plugin.eval import correspondence_maps as maps
+    from plugin.vis import correspondence_maps as maps
 
     cfg = load_config(args.cfg, args.overrides)
     obj = maps.load_rendered_object(args.object, args.view)
@@ -109,8 +109,8 @@ def correspondence(args: argparse.Namespace) -> str:
 
 def features(args: argparse.Namespace) -> str:
     """Draw the feature embeddings of ``args``; returns a one-line summary."""
-    from plugin.engine.atomic_io import writing
-    from plugin.eval import embedding_plots as plots
+    from plugin.io import writing
+    from plugin.vis import embedding_plots as plots
 
     names = plots.read_class_names(args.classes) if args.classes else None
     method = {"tsne": "t-SNE", "pca": "PCA"}[args.method]

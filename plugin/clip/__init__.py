@@ -1,4 +1,5 @@
-"""CLIP toolkit: open_clip models loaded offline, prompt templates and cached text classifiers.
+"""CLIP toolkit: open_clip models loaded offline, prompt templates, cached text classifiers, zero-shot logits
+(Eq. 11) and the depth renderer sized for a CLIP.
 
 Importing this package registers the open_clip model configs in ``model_configs/`` (``tiny-clip-test``:
 a 1.6M-parameter CLIP with 32 px input that tests build with random weights).
@@ -14,10 +15,12 @@ if TINY_CLIP not in open_clip.list_models():
 
 from .encoders import (DEPTH_ENCODER_KEY, ClipModel, depth_encoder_state, encode_views, load_clip,  # noqa: E402
                        load_clip_from_cfg, load_depth_encoder, text_tower_fingerprint, trainable_visual_copy)
+from .renderer import build_depth_renderer  # noqa: E402
 from .prompts import TEMPLATES, class_text, format_prompts, resolve_templates  # noqa: E402
-from .text_features import encode_prompts, text_cache_key, text_classifier  # noqa: E402
+from .text_features import encode_prompts, text_cache_dir, text_cache_key, text_classifier  # noqa: E402
+from .zero_shot import zero_shot_logits  # noqa: E402
 
-__all__ = ["DEPTH_ENCODER_KEY", "TEMPLATES", "TINY_CLIP", "ClipModel", "class_text", "depth_encoder_state",
-           "encode_prompts", "encode_views", "format_prompts", "load_clip", "load_clip_from_cfg", "load_depth_encoder",
-           "resolve_templates", "text_cache_key", "text_classifier", "text_tower_fingerprint",
-           "trainable_visual_copy"]
+__all__ = ["DEPTH_ENCODER_KEY", "TEMPLATES", "TINY_CLIP", "ClipModel", "build_depth_renderer", "class_text",
+           "depth_encoder_state", "encode_prompts", "encode_views", "format_prompts", "load_clip", "load_clip_from_cfg",
+           "load_depth_encoder", "resolve_templates", "text_cache_dir", "text_cache_key", "text_classifier",
+           "text_tower_fingerprint", "trainable_visual_copy", "zero_shot_logits"]

@@ -2,13 +2,12 @@
 
 The cache file name is a digest of the model name, a fingerprint of the text tower's weights, the
 class names and the templates, so a different checkpoint, random initialisation, class list or
-template set never reads stale features. Files are written atomically, with the user's umask. The
+template set never reads stale features. Each file is a record of the fingerprinted cache
+(:mod:`plugin.io.file_cache`), written atomically with the user's umask. The
 cache folder is ``zeroshot.text_cache`` (``model.text_cache`` for the adapter) when set, else
 ``<root_dir>/cache/text_features`` (:func:`text_cache_dir`), so a run writes nothing outside
 ``root_dir`` unless told to. A cache that cannot be written is skipped with a warning.
 """
-import hashlib
-import json
 import logging
 import os
 from typing import Optional, Sequence
@@ -16,6 +15,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..io import fingerprint, read_record, write_optional, write_record
 from .encoders import ClipModel
 from .prompts import check_templates, format_prompts
 
@@ -42,23 +42,8 @@ def text_cache_key(clip: ClipModel, class_names: Sequence[str], templates: Seque
         class_names: the class names, in label order.
         templates: the prompt templates.
     """
-    payload = json.dumps({"version": CACHE_VERSION, "model": clip.name, "text_tower": clip.text_fingerprint(),
-                          "classes": list(class_names), "templates": list(templates)})
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-
-def _load_cached(path: str, key: str) -> Optional[torch.Tensor]:
-    """The features of ``path`` if it exists and was written for ``key``."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a corrupt or foreign file is recomputed, never trusted
-        LOGGER.warning(f"text feature cache {path} is unreadable: recomputing")
-        return None
-    if not isinstance(state, dict) or state.get("key") != key or not torch.is_tensor(state.get("features")):
-        return None
-    return state["features"]
+    return fingerprint({"version": CACHE_VERSION, "model": clip.name, "text_tower": clip.text_fingerprint(),
+                        "classes": list(class_names), "templates": list(templates)}, sort_keys=False)[:24]
 
 
 @torch.no_grad()
@@ -98,21 +83,17 @@ def text_classifier(clip: ClipModel, class_names: Sequence[str], templates: Sequ
     if cache_dir:
         key = text_cache_key(clip, class_names, templates)
         path = os.path.join(cache_dir, f"clip_text_{key}.pt")
-        cached = _load_cached(path, key)
-        if cached is not None:
+        cached = read_record(path, key, key_field="key")
+        if cached is not None and torch.is_tensor(cached.get("features")):
             LOGGER.info(f"text features: reusing {path}")
-            return cached.to(clip.device)
+            return cached["features"].to(clip.device)
     prompts = [prompt for name in class_names for prompt in format_prompts(name, templates)]
     per_prompt = encode_prompts(clip, prompts, batch_size).view(len(class_names), len(templates), -1)
     features = F.normalize(per_prompt.mean(dim=1), dim=-1)
     if path:
-        from ..engine import atomic_io  # here, not at the top: plugin.engine's zeroshot mode imports this module
-
-        try:
-            atomic_io.save_torch({"key": key, "features": features.cpu(), "model": clip.name, "weights": clip.weights,
-                                  "classes": class_names, "templates": templates}, path, "text_cache")
-        except OSError as error:  # the cache is optional: the features are recomputed next time
-            LOGGER.warning(f"text features not cached: {error}")
-        else:
+        record = {"features": features.cpu(), "model": clip.name, "weights": clip.weights, "classes": class_names,
+                  "templates": templates}
+        if write_optional(lambda: write_record(path, record, key, "text_cache", key_field="key"),
+                          f"text features {path}"):
             LOGGER.info(f"text features: {len(class_names)} classes x {len(templates)} templates -> {path}")
     return features

@@ -1,4 +1,8 @@
-"""Farthest point downsampling of whole splits on CPU, cached in memory and, where possible, on disk."""
+"""Farthest point downsampling of whole splits on CPU, cached in memory and, where possible, on disk.
+
+The disk cache is a ``.npy`` next to the source file (or under the user cache), valid while it is at
+least as new as the source and has the expected shape; it is written atomically and optionally
+(:func:`plugin.io.write_optional`: a refused write only warns)."""
 import hashlib
 import logging
 import os
@@ -9,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..io import save_npy, write_optional
 from ..ops import pointnet2_utils
 
 LOGGER = logging.getLogger(__name__)  # a child of the run's "plugin" logger
@@ -94,10 +99,5 @@ def _load_disk_cache(source: Path, num_points: int, expected: Tuple[int, ...]) -
 def _save_disk_cache(clouds: np.ndarray, path: Path) -> None:
     """Write ``clouds`` to ``path`` atomically with the user's umask; a failure only logs a warning (the cache
     is optional)."""
-    from ..engine import atomic_io  # here, not at the top: plugin.engine imports the datasets
-
-    try:
-        atomic_io.save_npy(clouds, str(path), "dataset.common.data_dir")
+    if write_optional(lambda: save_npy(clouds, str(path), "dataset.common.data_dir"), f"FPS cache {path}"):
         LOGGER.info("Saved FPS cache %s", path)
-    except OSError as exc:
-        LOGGER.warning("Could not write FPS cache %s (%s); it will be recomputed next time.", path, exc)

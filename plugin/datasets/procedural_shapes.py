@@ -16,7 +16,6 @@ shape-names file lists these classes, so labels run over them)::
 """
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
@@ -24,6 +23,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence,
 import numpy as np
 
 from ..errors import ConfigError
+from ..io import save_text
 
 Vec = Tuple[float, float, float]
 Surface = Tuple[np.ndarray, np.ndarray]  # points (n,3), unit normals (n,3)
@@ -502,13 +502,6 @@ def shape_ids(per_class_train: int, per_class_test: int) -> Dict[str, List[str]]
     return ids
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file and a rename, so a killed run leaves no partial file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def read_manifest(out: Path) -> Optional[dict]:
     """The settings of the dataset in ``out``, or None when there is none."""
     path = out / MANIFEST
@@ -516,11 +509,13 @@ def read_manifest(out: Path) -> Optional[dict]:
 
 
 def write_dataset(out: str, per_class_train: int, per_class_test: int, num_points: int = 2048, seed: int = 0,
-                  max_tilt_deg: float = 0.0, progress: Callable[[Iterable], Iterable] = iter) -> int:
+                  max_tilt_deg: float = 0.0, progress: Callable[[Iterable], Iterable] = iter,
+                  out_key: str = "--out") -> int:
     """Write the procedural dataset in the ``modelnet40_normal_resampled`` layout; resumable and idempotent.
 
     A folder whose manifest records the same settings and ``complete`` is left as is; an unfinished one
-    is completed (files already written are kept, as they are deterministic).
+    is completed (files already written are kept, as they are deterministic). Every file is written
+    atomically, so a killed run leaves no partial file.
 
     Args:
         out: output folder.
@@ -530,12 +525,14 @@ def write_dataset(out: str, per_class_train: int, per_class_test: int, num_point
         seed: seeds every instance (with its class and number).
         max_tilt_deg: largest tilt away from +Y up, in degrees.
         progress: wraps the list of shapes to write, e.g. ``tqdm``.
+        out_key: the option or config key that chose ``out``, named when a file cannot be written.
 
     Returns:
         The number of shape files written (0 when the folder was complete).
 
     Raises:
         ConfigError: ``out`` holds a dataset made with other settings, or a count is not positive.
+        OutputNotWritableError: a file cannot be written.
     """
     if min(per_class_train, per_class_test, num_points) < 1:
         raise ConfigError("The per-class train and test counts and the points per shape must be at least 1.")
@@ -551,7 +548,7 @@ def write_dataset(out: str, per_class_train: int, per_class_test: int, num_point
         if found.get("complete"):
             return 0
     root.mkdir(parents=True, exist_ok=True)
-    _write_text(root / MANIFEST, json.dumps(dict(settings, complete=False), indent=2))
+    save_text(json.dumps(dict(settings, complete=False), indent=2), str(root / MANIFEST), out_key)
     ids = shape_ids(per_class_train, per_class_test)
     todo = [shape_id for shape_id in ids["train"] + ids["test"]
             if not (root / shape_id.rsplit("_", 1)[0] / f"{shape_id}.txt").is_file()]
@@ -559,9 +556,10 @@ def write_dataset(out: str, per_class_train: int, per_class_test: int, num_point
         name, number = shape_id.rsplit("_", 1)
         cloud = sample_shape(name, num_points, instance_rng(seed, CLASSES.index(name), int(number)), max_tilt_deg)
         (root / name).mkdir(exist_ok=True)
-        _write_text(root / name / f"{shape_id}.txt", "\n".join(",".join(f"{v:.6f}" for v in row) for row in cloud) + "\n")
-    _write_text(root / "modelnet40_shape_names.txt", "\n".join(CLASSES) + "\n")
+        text = "\n".join(",".join(f"{v:.6f}" for v in row) for row in cloud) + "\n"
+        save_text(text, str(root / name / f"{shape_id}.txt"), out_key)
+    save_text("\n".join(CLASSES) + "\n", str(root / "modelnet40_shape_names.txt"), out_key)
     for split, split_ids in ids.items():
-        _write_text(root / f"modelnet40_{split}.txt", "\n".join(split_ids) + "\n")
-    _write_text(root / MANIFEST, json.dumps(dict(settings, complete=True), indent=2))
+        save_text("\n".join(split_ids) + "\n", str(root / f"modelnet40_{split}.txt"), out_key)
+    save_text(json.dumps(dict(settings, complete=True), indent=2), str(root / MANIFEST), out_key)
     return len(todo)

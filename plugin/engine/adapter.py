@@ -3,7 +3,7 @@
 Both encoders (CLIP's visual tower and the pre-trained depth encoder) are frozen and every cloud is
 rendered from the same fixed views, so the per-view features of each split are computed once
 (:func:`extract_path_features`) and the adapter trains on them for all epochs. ``mode=fewshot``
-trains on K clouds per class of the train split (:func:`fewshot_indices`); ``mode=finetune`` with
+trains on K clouds per class of the train split (:func:`~plugin.eval.splits.draw_per_class`); ``mode=finetune`` with
 ``model.NAME: GatedDualPathAdapter`` trains on the whole train split (fully supervised).
 
 The reported epoch is never chosen on the test split (``adapter_select``): ``last`` reports the last
@@ -24,22 +24,19 @@ from openpoints.models import build_model_from_cfg
 from openpoints.utils import EasyConfig
 from torch import nn
 
-from ..clip import (ClipModel, encode_views, load_clip_from_cfg, load_depth_encoder, resolve_templates,
-                    text_classifier)
-from ..clip.text_features import text_cache_dir
+from ..clip import (ClipModel, build_depth_renderer, encode_views, load_clip_from_cfg, load_depth_encoder,
+                    resolve_templates, text_cache_dir, text_classifier)
 from ..errors import BadInputError, ConfigError, WeightsNotFoundError
-from ..eval import zero_shot_metrics
-from ..eval.zero_shot import topk_accuracy
+from ..eval import draw_per_class, holdout_indices, logit_metrics, topk_accuracy
+from ..io import save_json
 from ..render import DepthRenderer
-from . import atomic_io, builders
+from . import builders
 from .batch import prepare_batch
-from .classification import progress
+from .config import optional_path
+from .data import check_training_steps, class_names_of, loader_over, probe_loader, progress
 from .registry import RUNNERS
-from .pretrain import holdout_indices
 from .run_folder import RunFolder, load_checkpoint
 from .runner import EpochRunner, count_parameters
-from .svm import probe_loader
-from .zeroshot import build_depth_renderer, class_names_of, optional_path
 
 LOGGER = logging.getLogger("plugin")
 ADAPTER_NAME = "GatedDualPathAdapter"
@@ -53,35 +50,6 @@ def is_adapter_config(cfg: Mapping[str, Any]) -> bool:
     """Whether ``cfg.model`` is the Gated Dual-Path Adapter (``finetune`` then runs :class:`AdapterRunner`)."""
     model = cfg.get("model") or {}
     return isinstance(model, Mapping) and model.get("NAME") == ADAPTER_NAME
-
-
-def fewshot_indices(labels: np.ndarray, shots: int, seed: int,
-                    num_classes: Optional[int] = None) -> Tuple[np.ndarray, Dict[int, int]]:
-    """K = ``shots`` sample indices per class, drawn without replacement; classes with fewer use all they have.
-
-    Args:
-        labels: (S,) integer class of every sample of the split.
-        shots: K, samples per class.
-        seed: seed of the draw (the same seed and labels give the same indices).
-        num_classes: the number of classes, so that classes without any sample are reported too.
-
-    Returns:
-        The chosen indices (sorted) and ``{label: available}`` for every class with fewer than K samples.
-    """
-    if int(shots) < 1:
-        raise ConfigError(f"fewshot.shots is {shots}: set it to a positive number of samples per class, e.g. 16.")
-    labels = np.asarray(labels).astype(np.int64).reshape(-1)
-    rng = np.random.default_rng(int(seed))
-    classes = range(int(num_classes)) if num_classes else np.unique(labels)
-    chosen, short = [], {}
-    for label in classes:
-        available = np.flatnonzero(labels == label)
-        if len(available) < shots:
-            short[int(label)] = len(available)
-            chosen.append(available)
-        else:
-            chosen.append(rng.choice(available, size=int(shots), replace=False))
-    return np.sort(np.concatenate(chosen)).astype(np.int64), short
 
 
 def frozen_path_encoders(clip: ClipModel, pretrained_path: Optional[str], paths: Sequence[str]) -> Dict[str, nn.Module]:
@@ -328,9 +296,7 @@ class AdapterRunner(EpochRunner):
         name = name or split
         loader = self.train_loader if split == "train" else probe_loader(self.cfg, split)
         if indices is not None:
-            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(loader.dataset, indices.tolist()),
-                                                 batch_size=loader.batch_size, shuffle=False,
-                                                 num_workers=loader.num_workers, collate_fn=loader.collate_fn)
+            loader = loader_over(loader, indices)
         with builders.isolated_rng(int(self.cfg.get("seed") or 0)):  # the same draws in every resumed segment
             features, labels = extract_path_features(loader, self.renderer, self.encoders, self.device,
                                                      self.cfg.get("num_points"), f"features {name}")
@@ -344,7 +310,7 @@ class AdapterRunner(EpochRunner):
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
         samples = len(self.train_loader.dataset) if self.train_indices is None else len(self.train_indices)
-        builders.check_training_steps(samples, int(cfg.batch_size), drop_last=False, what="adapter's training set")
+        check_training_steps(samples, int(cfg.batch_size), drop_last=False, what="adapter's training set")
         train_features, train_labels = self._features("train", self.train_indices)
         held_out = None if self.holdout_indices is None else self._features("train", self.holdout_indices, "holdout")
         batch_size, eval_batch = int(cfg.batch_size), int(cfg.get("val_batch_size") or cfg.batch_size)
@@ -373,7 +339,7 @@ class AdapterRunner(EpochRunner):
         self.model.load_state_dict(load_checkpoint(self.folder.file("ckpt_best.pth"))["model"])
         test_features, test_labels = self._features("test")  # read only now, to score the reported epoch
         logits = adapter_logits(self.model, test_features, eval_batch).cpu()
-        metrics = zero_shot_metrics(logits, test_labels.cpu(), self.class_names)
+        metrics = logit_metrics(logits, test_labels.cpu(), self.class_names)
         gate = getattr(self.model, "gate", None)
         return self.finish(dict(
             top1=metrics["top1"], top5=metrics["top5"], macc=metrics["macc"], test_samples=metrics["samples"],
@@ -425,9 +391,12 @@ class FewShotRunner(AdapterRunner):
         return np.asarray(labels).reshape(-1)
 
     def _training_pool(self) -> np.ndarray:
-        """K clouds per class of the train split (:func:`fewshot_indices`)."""
-        indices, self.short_classes = fewshot_indices(self._labels(), self.shots, self.split_seed,
-                                                      len(self.class_names))
+        """K clouds per class of the train split (:func:`~plugin.eval.splits.draw_per_class`)."""
+        if self.shots < 1:
+            raise ConfigError(f"fewshot.shots is {self.shots}: set it to a positive number of samples per class, "
+                              f"e.g. 16.")
+        indices, self.short_classes = draw_per_class(self._labels(), self.shots,
+                                                     np.random.default_rng(self.split_seed), len(self.class_names))
         if self.short_classes:
             LOGGER.warning(f"{len(self.short_classes)} classes have fewer than {self.shots} training clouds and use "
                            f"all of them: " + ", ".join(f"{self.class_names[c]} ({n})"
@@ -439,7 +408,7 @@ class FewShotRunner(AdapterRunner):
         held = np.zeros(0, dtype=np.int64) if holdout is None else holdout
         indices = np.sort(np.concatenate([pool, held]))
         chosen = self._labels()[indices]
-        atomic_io.save_json({
+        save_json({
             "shots": self.shots, "seed": self.split_seed, "indices": indices.tolist(),
             "labels": chosen.tolist(), "classes": self.class_names,
             "per_class": {name: int((chosen == c).sum()) for c, name in enumerate(self.class_names)},

@@ -5,22 +5,18 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
-from openpoints.utils import ConfusionMatrix, EasyConfig
-from tqdm import tqdm
+from openpoints.utils import EasyConfig
 
 from ..errors import BadInputError, ConfigError
+from ..eval import accuracy
 from . import builders
 from .batch import prepare_batch
+from .data import build_dataloader, check_training_loader, progress
 from .registry import RUNNERS
 from .run_folder import CHECKPOINTS, RunFolder, load_checkpoint
 from .runner import EpochRunner, Runner, count_parameters
 
 LOGGER = logging.getLogger("plugin")
-
-
-def progress(iterable, desc: str, **kwargs) -> tqdm:
-    """A tqdm bar with elapsed time and ETA."""
-    return tqdm(iterable, desc=desc, dynamic_ncols=True, leave=False, mininterval=1.0, **kwargs)
 
 
 @torch.no_grad()
@@ -29,15 +25,12 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, in_channels: 
              desc: str = "eval") -> Dict[str, float]:
     """Overall accuracy (``oa``) and mean class accuracy (``macc``) in percent on ``loader``."""
     model.eval()
-    confusion = ConfusionMatrix(num_classes=num_classes)
+    predicted, labels = [], []
     for data in progress(loader, desc):
         data = prepare_batch(data, device, in_channels, num_points, feature_keys)
-        confusion.update(model(data).argmax(dim=1), data["y"])
-    value = confusion.value.double()
-    present = value.sum(dim=1) > 0
-    oa = 100.0 * value.diag().sum() / value.sum().clamp(min=1)
-    macc = 100.0 * (value.diag()[present] / value.sum(dim=1)[present]).mean()
-    return {"oa": float(oa), "macc": float(macc)}
+        predicted.append(model(data).argmax(dim=1).cpu().numpy().reshape(-1))
+        labels.append(data["y"].cpu().numpy().reshape(-1))
+    return accuracy(np.concatenate(predicted), np.concatenate(labels), num_classes)
 
 
 @RUNNERS.register_module(name="train")
@@ -72,7 +65,7 @@ class TrainRunner(EpochRunner):
         return self.checkpoint_state(epoch, best_oa=self.best_oa, best_epoch=self.best_epoch)
 
     def _loader(self, split: str):
-        return builders.build_dataloader(self.cfg, split)
+        return build_dataloader(self.cfg, split)
 
     def _eval_args(self) -> Dict[str, Any]:
         return dict(device=self.device, in_channels=self.in_channels, num_points=self.cfg.get("num_points"),
@@ -102,7 +95,7 @@ class TrainRunner(EpochRunner):
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
         train_loader = self._loader("train")
-        builders.check_training_loader(train_loader)
+        check_training_loader(train_loader)
         val_loader = self._loader("val")
         self.scheduler.step(self.start_epoch - 1)
         for epoch in range(self.start_epoch, cfg.epochs + 1):
@@ -201,6 +194,6 @@ class TestRunner(Runner):
         state = load_checkpoint(path)
         model = builders.build_model(cfg).to(self.device)
         model.load_state_dict(state["model"])
-        test = evaluate(model, builders.build_dataloader(cfg, "test"), self.device, self.in_channels,
+        test = evaluate(model, build_dataloader(cfg, "test"), self.device, self.in_channels,
                         cfg.get("num_points"), cfg.get("feature_keys"), cfg.num_classes, desc="test")
         return self.finish({"checkpoint": path, "test_oa": test["oa"], "test_macc": test["macc"]})

@@ -20,7 +20,7 @@ its class takes (the others configure another stage's model). Loading a workflow
 loads every stage's config too, so a wrong nested key fails before the first stage starts.
 """
 import os
-from typing import List, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 import yaml
 from openpoints.utils import EasyConfig
@@ -56,6 +56,7 @@ def _read_yaml(path: str) -> dict:
 
 
 YAML_NULLS = ("null", "~")  # an override's value spelled as YAML's null means None, as in the files
+UNSET = ("", "none", "null")  # spellings of an unset optional path on the command line
 
 
 def apply_overrides(cfg: EasyConfig, overrides: Sequence[str]) -> None:
@@ -129,3 +130,14 @@ def load_config(cfg_path: str, overrides: Sequence[str] = ()) -> EasyConfig:
     cfg.task = cfg.get("task") or os.path.basename(os.path.dirname(os.path.abspath(cfg_path)))
     cfg.exp = cfg.get("exp") or os.path.splitext(os.path.basename(cfg_path))[0]
     return cfg
+
+
+def optional_path(cfg: Mapping[str, Any], key: str = "pretrained_path") -> Optional[str]:
+    """The path in ``cfg[key]``, or None when it is unset or spelled null/none/empty on the command line.
+
+    Args:
+        cfg: the run config.
+        key: the top-level key holding the optional path.
+    """
+    path = cfg.get(key)
+    return None if path is None or str(path).strip().lower() in UNSET else str(path)

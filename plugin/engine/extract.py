@@ -5,13 +5,13 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from . import atomic_io, builders
+from ..io import save_npz
+from . import builders
 from .batch import prepare_batch
-from .classification import progress
+from .data import probe_loader, progress
 from .encoder_weights import load_encoder_weights
 from .registry import RUNNERS
 from .runner import Runner
-from .svm import probe_loader
 
 LOGGER = logging.getLogger("plugin")
 
@@ -23,7 +23,7 @@ class ExtractRunner(Runner):
     Reads ``extract.splits`` (default ``[train, test]``) and ``load_path`` (optional: without it the
     encoder is randomly initialised, which is the baseline of a linear probe). Features are the
     encoder's global embedding (``forward_cls_feat``) with the model in eval mode, in dataset order,
-    read as ``svm`` reads them (:func:`~plugin.engine.svm.probe_loader`: the test-time transforms, no
+    read as ``svm`` reads them (:func:`~plugin.engine.data.probe_loader`: the test-time transforms, no
     augmentation), so the same weights give the same features whatever the seed.
     """
 
@@ -43,7 +43,7 @@ class ExtractRunner(Runner):
                     features.append(model.encoder.forward_cls_feat(data).float().cpu().numpy())
                     labels.append(data["y"].cpu().numpy())
             path = self.folder.file(f"features_{split}.npz")
-            atomic_io.save_npz(path, features=np.concatenate(features), labels=np.concatenate(labels))
+            save_npz(path, features=np.concatenate(features), labels=np.concatenate(labels))
             outputs[split] = {"path": path, "count": int(sum(len(l) for l in labels)),
                               "dim": int(features[0].shape[1])}
             LOGGER.info(f"{split}: {outputs[split]['count']} x {outputs[split]['dim']} features -> {path}")

@@ -20,16 +20,16 @@ entries instead (CLIP2Point: ``depth_encoder`` and ``clip``).
 """
 import logging
 from collections import defaultdict
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..errors import BadInputError, ConfigError
-from ..eval.zero_shot import topk_accuracy
+from ..eval import holdout_indices, topk_accuracy
 from . import builders
 from .batch import check_points, prepare_batch
-from .classification import progress
+from .data import base_dataset, build_dataloader, check_training_loader, loader_over, progress
 from .registry import RUNNERS
 from .run_folder import RunFolder
 from .runner import EpochRunner, count_parameters
@@ -58,40 +58,6 @@ def build_pretext_optimizer(cfg: Dict[str, Any], model: torch.nn.Module) -> torc
         if image:
             groups.append({**options, "params": image, "lr": cfg.get("lr_image") or cfg.lr})
     return type(base)(groups, **base.defaults)
-
-
-def holdout_indices(size: int, fraction: float, seed: int,
-                    key: str = "pretrain_holdout") -> Tuple[List[int], List[int]]:
-    """A seeded split of ``range(size)`` into kept and held-out indices (both sorted).
-
-    Args:
-        size: number of objects.
-        fraction: share held out, in (0, 1); at least one object is held out and one kept.
-        seed: seed of the permutation.
-        key: the config key that set ``fraction``, named in errors.
-    """
-    if not 0 < fraction < 1:
-        raise ConfigError(f"{key} is {fraction}: set it to a share in (0, 1), e.g. 0.1.")
-    held_count = max(1, int(round(fraction * size)))
-    if held_count >= size:
-        raise ConfigError(f"{key}={fraction} of {size} objects leaves none to train on: lower {key} or use more "
-                          f"objects.")
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(order[held_count:]), sorted(order[:held_count])
-
-
-def _subset_loader(loader: DataLoader, indices: Sequence[int], shuffle: bool) -> DataLoader:
-    """``loader`` over ``indices`` of its dataset, with its batch size, workers and collate function."""
-    return DataLoader(Subset(loader.dataset, list(indices)), batch_size=loader.batch_size, shuffle=shuffle,
-                      num_workers=loader.num_workers, collate_fn=loader.collate_fn, drop_last=loader.drop_last,
-                      worker_init_fn=loader.worker_init_fn, pin_memory=loader.pin_memory)
-
-
-def _base_dataset(dataset: Any) -> Any:
-    """The dataset under any ``Subset`` wrappers."""
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    return dataset
 
 
 @RUNNERS.register_module(name="pretrain")
@@ -153,10 +119,10 @@ class PretrainRunner(EpochRunner):
 
     def loaders(self) -> Tuple[DataLoader, Optional[DataLoader]]:
         """The train loader and, for zero-shot selection, the validation loader (see the module docstring)."""
-        train = builders.build_dataloader(self.cfg, "train")
+        train = build_dataloader(self.cfg, "train")
         if self.selected_by != "zeroshot":
             return train, None
-        val = builders.build_dataloader(self.cfg, "val", shuffle=False)
+        val = build_dataloader(self.cfg, "val", shuffle=False)
         partition, train_partition = getattr(val.dataset, "split", None), getattr(train.dataset, "split", None)
         if partition == "test":
             raise ConfigError(f"dataset.val reads the test objects of {self.cfg.dataset.common.NAME}, and checkpoints "
@@ -171,7 +137,7 @@ class PretrainRunner(EpochRunner):
                                          int(self.cfg.get("seed") or 0))
             LOGGER.info(f"zero-shot validation on {len(held)} train objects held out from pre-training "
                         f"({len(keep)} left)")
-            return _subset_loader(train, keep, shuffle=True), _subset_loader(val, held, shuffle=False)
+            return loader_over(train, keep, shuffle=True), loader_over(val, held, shuffle=False)
         LOGGER.info(f"zero-shot validation on the {len(val.dataset)} objects of dataset.val")
         return train, val
 
@@ -186,7 +152,7 @@ class PretrainRunner(EpochRunner):
     @torch.no_grad()
     def validate(self, loader: DataLoader) -> float:
         """Zero-shot top-1 accuracy (%) of the model on ``loader``, with fixed data draws."""
-        classes = list(getattr(_base_dataset(loader.dataset), "classes", None) or [])
+        classes = list(getattr(base_dataset(loader.dataset), "classes", None) or [])
         if not classes:
             raise ConfigError("The validation dataset has no class names for the zero-shot prompts: list them as "
                               "'classes' in <data_dir>/meta.json (tools/render_views.py writes it), or set "
@@ -244,7 +210,7 @@ class PretrainRunner(EpochRunner):
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
         loader, val_loader = self.loaders()
-        builders.check_training_loader(loader, "train split less the pretrain_holdout objects"
+        check_training_loader(loader, "train split less the pretrain_holdout objects"
                                        if isinstance(loader.dataset, Subset) else "train split")
         self.scheduler.step(self.start_epoch - 1)
         means: Dict[str, float] = {}

@@ -8,9 +8,9 @@ Contents::
     ckpt_latest.pth  state after the last finished epoch (model, optimizer, scheduler, epoch, RNG)
     ckpt_best.pth    the same, at the best validation score
 
-All files are written atomically (:mod:`plugin.engine.atomic_io`); a folder or file the file system
+All files are written atomically (:mod:`plugin.io.atomic_files`); a folder or file the file system
 refuses (read-only, a path through a regular file, a full disk) is one sentence naming the key to
-change (:class:`~plugin.engine.atomic_io.OutputNotWritableError`).
+change (:class:`~plugin.io.OutputNotWritableError`).
 
 A folder made by :meth:`RunFolder.create` is *fresh* until it holds a checkpoint or ``metrics.json``;
 inside :func:`discarding_fresh_folders` (``tools/main.py``) a user error removes the fresh folders of
@@ -32,8 +32,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Type
 import yaml
 
 from ..errors import BadCheckpointError, UserError
-from ..io import read_checkpoint
-from . import atomic_io
+from ..io import read_checkpoint, save_json, save_text, save_torch, writing
 
 LOGGER = logging.getLogger("plugin")
 
@@ -68,7 +67,7 @@ class RunFolder:
         self.config_key = config_key
         self.fresh = False  # see the module docstring; only create() makes a fresh folder
         self._made_parents: List[str] = []
-        with atomic_io.writing(path, config_key):
+        with writing(path, config_key):
             os.makedirs(path, exist_ok=True)
             self._take_lock()
             self.attach_log()
@@ -84,7 +83,7 @@ class RunFolder:
         made = _missing_folders(parent)
         base = os.path.join(parent, f"{exp}-{time.strftime('%Y%m%d-%H%M%S')}")
         path, n = base, 1
-        with atomic_io.writing(parent, "root_dir"):
+        with writing(parent, "root_dir"):
             os.makedirs(parent, exist_ok=True)
             while True:
                 try:
@@ -197,17 +196,17 @@ class RunFolder:
     def save_cfg(self, cfg: Dict[str, Any]) -> None:
         """Write the merged config as ``cfg.yaml``."""
         plain = cfg.dict() if hasattr(cfg, "dict") else dict(cfg)
-        atomic_io.save_text(yaml.safe_dump(plain, sort_keys=False), self.file("cfg.yaml"), self.config_key)
+        save_text(yaml.safe_dump(plain, sort_keys=False), self.file("cfg.yaml"), self.config_key)
 
     def save_metrics(self, metrics: Dict[str, Any]) -> None:
         """Write the final figures as ``metrics.json`` (strict JSON: NaN and infinities become null)."""
-        atomic_io.save_json(metrics, self.file("metrics.json"), self.config_key)
+        save_json(metrics, self.file("metrics.json"), self.config_key)
         self.keep()
 
     def save_checkpoint(self, state: Dict[str, Any], name: str = "ckpt_latest.pth") -> str:
         """Atomically write a checkpoint ``state`` under ``name`` (refused when it cannot fit); returns its path."""
         path = self.file(name)
-        atomic_io.save_torch(state, path, self.config_key)
+        save_torch(state, path, self.config_key)
         self.keep()
         return path
 

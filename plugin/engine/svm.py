@@ -7,26 +7,23 @@ cloud is first centred and scaled into the unit sphere, the frame of the pre-tra
 is scored once at the end.
 """
 import copy
-import inspect
 import logging
 import os
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from openpoints.dataset.build import DATASETS
 from openpoints.models import build_model_from_cfg
 from openpoints.models.build import MODELS
-from openpoints.utils import EasyConfig
 
 from ..errors import ConfigError
-from ..datasets.rendered_views import PointCloudUnitSphere
-from ..eval import feature_cache, linear_probe, parse_pooling, pool_features
+from ..eval import linear_probe, load_features, parse_pooling, pool_features, save_features
 from ..eval.linear_svm import check_search, low_shot_probe
+from ..io import file_digest, fingerprint
 from ..models import tap_features
 from . import builders
 from .batch import prepare_batch
-from .classification import progress
+from .data import probe_loader, probe_transforms, progress
 from .encoder_weights import load_encoder_state, load_into_encoder
 from .registry import RUNNERS
 from .runner import Runner
@@ -43,46 +40,6 @@ def build_encoder(cfg: Dict[str, Any]) -> torch.nn.Module:
                           "whose model has encoder_args, e.g. cfgs/modelnet40/pic_at_point-svm.yaml.")
     builders.check_name(args, MODELS, "model.encoder_args")
     return build_model_from_cfg(copy.deepcopy(args))
-
-
-def probe_transforms(cfg: Dict[str, Any], split: str, normalize: bool = False) -> Optional[list]:
-    """The transforms of ``split`` for feature extraction.
-
-    Args:
-        cfg: the run config.
-        split: the split to read.
-        normalize: end with :class:`~plugin.datasets.rendered_views.PointCloudUnitSphere`, the
-            pre-training clouds' centring and scaling.
-
-    Returns:
-        The test split's transforms (no augmentation) if configured, else ``split``'s, plus the normalisation.
-    """
-    transforms = cfg.get("datatransforms") or {}
-    chosen = transforms.get("test", transforms.get(split))
-    if normalize:
-        chosen = [*(chosen or []), PointCloudUnitSphere.__name__]
-    return chosen
-
-
-def probe_loader(cfg: Dict[str, Any], split: str, normalize: bool = False) -> torch.utils.data.DataLoader:
-    """``split`` in dataset order with :func:`probe_transforms`, so training features are not augmented.
-
-    A dataset that augments its train split itself (point order, point subsets, views; an ``augment``
-    argument) reads it the test way, so the features do not depend on the seed.
-
-    Args:
-        cfg: the run config.
-        split: the split to read.
-        normalize: centre and scale each cloud into the unit sphere (see :func:`probe_transforms`).
-    """
-    plain = copy.deepcopy(cfg)
-    if "augment" in inspect.signature(DATASETS.get(plain.dataset.common.NAME)).parameters:
-        plain.dataset.common.augment = False
-    transforms = probe_transforms(cfg, split, normalize)
-    if transforms is not None:
-        plain.datatransforms = plain.get("datatransforms") or EasyConfig()
-        plain.datatransforms[split] = transforms
-    return builders.build_dataloader(plain, split, batch_size=cfg.val_batch_size, shuffle=False)
 
 
 @torch.no_grad()
@@ -130,7 +87,7 @@ class SVMRunner(Runner):
             loaded = report.count
         else:
             LOGGER.info("no load_path: encoder randomly initialised (baseline)")
-        weights = feature_cache.file_digest(cfg.load_path) if loaded else f"random init, seed {cfg.get('seed')}"
+        weights = file_digest(cfg.load_path) if loaded else f"random init, seed {cfg.get('seed')}"
         features, reused = {}, {}
         for split in SPLITS:
             features[split], reused[split] = self._features(encoder, split, pooling, weights)
@@ -159,7 +116,7 @@ class SVMRunner(Runner):
         dataset = {k: v for k, v in (cfg.dataset.get(split) or {}).items() if k != "transform"}
         transforms = [probe_transforms(cfg, split, cfg.svm.normalize),
                       (cfg.get("datatransforms") or {}).get("kwargs")]
-        return feature_cache.fingerprint({
+        return fingerprint({
             "split": split, "encoder_args": cfg.model.encoder_args, "weights": weights, "pooling": list(pooling),
             "dataset": [cfg.dataset.common, dataset], "transforms": transforms, "num_points": cfg.get("num_points"),
             "feature_keys": cfg.get("feature_keys"), "in_channels": self.in_channels})
@@ -170,7 +127,7 @@ class SVMRunner(Runner):
         name, cache_dir = f"features_{split}.npz", self.cfg.svm.get("feature_cache")
         cache = os.path.join(cache_dir, name) if cache_dir else None
         key = self._fingerprint(split, pooling, weights)
-        features = feature_cache.load_features(cache, key) if cache else None
+        features = load_features(cache, key) if cache else None
         reused = features is not None
         if reused:
             LOGGER.info(f"{split}: reusing the features of {cache}")
@@ -183,6 +140,6 @@ class SVMRunner(Runner):
                                       self.cfg.get("num_points"), self.cfg.get("feature_keys"), pooling,
                                       f"features {split}")
             if cache:
-                feature_cache.save_features(cache, *features, key)
-        feature_cache.save_features(self.folder.file(name), *features, key)
+                save_features(cache, *features, key, "svm.feature_cache")
+        save_features(self.folder.file(name), *features, key)
         return features, reused

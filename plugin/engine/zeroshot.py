@@ -2,7 +2,7 @@
 
 Each test cloud is rendered to V depth images (:class:`~plugin.render.DepthRenderer`), the depth
 encoder embeds every view, and the view-averaged cosine logits against CLIP text features of the
-class prompts give the prediction (CLIP2Point Eq. 11, :func:`~plugin.eval.zero_shot.zero_shot_logits`).
+class prompts give the prediction (CLIP2Point Eq. 11, :func:`~plugin.clip.zero_shot.zero_shot_logits`).
 
 With a pre-trained depth encoder, the run states whether its pre-training views came from the
 evaluated dataset (:func:`zero_shot_protocol`): ``transductive`` (the same data root, or the same
@@ -14,44 +14,29 @@ import copy
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..clip import (ClipModel, encode_views, load_clip_from_cfg, load_depth_encoder, resolve_templates,
-                    text_classifier)
-from ..clip.text_features import text_cache_dir
+from ..clip import (build_depth_renderer, encode_views, load_clip_from_cfg, load_depth_encoder, resolve_templates,
+                    text_cache_dir, text_classifier, zero_shot_logits)
 from ..errors import ConfigError
-from ..eval import zero_shot_logits, zero_shot_metrics
-from ..render import DepthRenderer
-from ..render.depth_renderer import CLIP2POINT_ENCODING
-from . import atomic_io, builders
+from ..eval import logit_metrics
+from ..io import save_npz
 from .batch import prepare_batch
-from .classification import progress
+from .config import optional_path
+from .data import build_dataloader, class_names_of, progress
 from .registry import RUNNERS
 from .run_folder import load_checkpoint
 from .runner import Runner
 
 LOGGER = logging.getLogger("plugin")
-RENDER_KEY = "model.render"
-UNSET = ("", "none", "null")  # spellings of an unset optional path on the command line
 # the source dataset whose shapes a dataset NAME (or a render's meta.json "source") holds; ModelNet10 is a
 # subset of ModelNet40's shapes, so it maps to modelnet40 too
 SOURCE_DATASETS = {"ModelNet40NormalResampled": "modelnet40", "ModelNet40Ply2048": "modelnet40",
                    "modelnet40_normal_resampled": "modelnet40", "modelnet40_ply_hdf5_2048": "modelnet40",
                    "ScanObjectNN": "scanobjectnn", "ScanObjectNNHardest": "scanobjectnn", "shapenet55": "shapenet55"}
-
-
-def optional_path(cfg: Mapping[str, Any], key: str = "pretrained_path") -> Optional[str]:
-    """The path in ``cfg[key]``, or None when it is unset or spelled null/none/empty on the command line.
-
-    Args:
-        cfg: the run config.
-        key: the top-level key holding the optional path.
-    """
-    path = cfg.get(key)
-    return None if path is None or str(path).strip().lower() in UNSET else str(path)
 
 
 def source_dataset(common: Optional[Mapping[str, Any]]) -> Tuple[Optional[str], Optional[str]]:
@@ -92,55 +77,12 @@ def zero_shot_protocol(pretrain_cfg: Optional[Mapping[str, Any]], eval_common: M
     return "inductive", f"pre-training data ({seen or seen_root}) is not the evaluated dataset ({evaluated or root})"
 
 
-def build_depth_renderer(render_cfg: Optional[Mapping[str, Any]], clip: ClipModel,
-                         views: Optional[str] = None) -> DepthRenderer:
-    """The :class:`DepthRenderer` of ``model.render``, sized and normalised for ``clip``'s image encoder.
-
-    Args:
-        render_cfg: ``DepthRenderer`` keyword arguments (``image_size``, ``dilation``, ``reduction``, ...).
-        clip: the CLIP whose input size, mean and std the images must have (unless set in ``render_cfg``).
-        views: a view set name overriding ``render_cfg.views`` (``zeroshot.views``); None keeps it.
-
-    ``encoding`` defaults to :data:`~plugin.render.depth_renderer.CLIP2POINT_ENCODING` (the authors' release).
-    """
-    kwargs = dict(render_cfg or {})
-    kwargs.setdefault("encoding", CLIP2POINT_ENCODING)
-    if views:
-        kwargs["views"] = views
-    size = kwargs.setdefault("image_size", clip.image_size)
-    if int(size) != clip.image_size:
-        raise ConfigError(f"{RENDER_KEY}.image_size is {size} but CLIP {clip.name} takes {clip.image_size} px images: "
-                          f"set {RENDER_KEY}.image_size to {clip.image_size} or remove it.")
-    kwargs.setdefault("mean", clip.image_mean)
-    kwargs.setdefault("std", clip.image_std)
-    try:
-        return DepthRenderer(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"Bad {RENDER_KEY} ({err}): fix that key (DepthRenderer takes image_size, dilation, "
-                          f"reduction, views, distance, fov_deg, encoding, background, normalise, "
-                          f"near_bright).") from None
-
-
-def class_names_of(dataset: Any, override: Optional[Sequence[str]] = None) -> List[str]:
-    """The class names in label order: ``override`` (``zeroshot.class_names``) or the dataset's ``classes``.
-
-    Args:
-        dataset: the evaluated dataset.
-        override: explicit names, for datasets without a ``classes`` attribute.
-    """
-    names = override if override else getattr(dataset, "classes", None)
-    if not names:
-        raise ConfigError(f"Dataset {type(dataset).__name__} has no class names: set zeroshot.class_names to the "
-                          f"list of names in label order.")
-    return [str(name) for name in names]
-
-
 @RUNNERS.register_module(name="zeroshot")
 class ZeroShotRunner(Runner):
     """Zero-shot classification of ``zeroshot.split`` with CLIP text features of the dataset's class names.
 
     Reads ``model.clip`` (``name``, ``pretrained``: the CLIP for text and, by default, for the depth
-    views), ``model.render`` (:class:`DepthRenderer` keys), ``pretrained_path`` (optional: a CLIP2Point
+    views), ``model.render`` (:class:`~plugin.render.DepthRenderer` keys), ``pretrained_path`` (optional: a CLIP2Point
     pre-training checkpoint whose ``depth_encoder`` replaces the CLIP visual tower) and
     ``zeroshot`` (``split``, ``templates``, ``views``, ``text_cache``, ``class_names``).
     ``metrics.json`` gets ``top1``, ``top5``, ``macc``, ``per_class`` (percent), ``samples`` and
@@ -155,7 +97,7 @@ class ZeroShotRunner(Runner):
         split = options.get("split") or "test"
         templates = resolve_templates(options.get("templates") or "clip2point")
         clip = load_clip_from_cfg(model_cfg.get("clip"), device=self.device)  # before the data: fails fast
-        loader = builders.build_dataloader(cfg, split, batch_size=cfg.get("val_batch_size"), shuffle=False)
+        loader = build_dataloader(cfg, split, batch_size=cfg.get("val_batch_size"), shuffle=False)
         class_names = class_names_of(loader.dataset, options.get("class_names"))
         encoder, source = clip.visual, f"CLIP {clip.name} visual encoder"
         protocol, reason = "inductive", "CLIP's visual encoder saw no 3D data"
@@ -183,10 +125,10 @@ class ZeroShotRunner(Runner):
             logits.append(zero_shot_logits(features, text).cpu())
             labels.append(data["y"].cpu())
         logits, labels = torch.cat(logits), torch.cat(labels)
-        metrics = zero_shot_metrics(logits, labels, class_names)
+        metrics = logit_metrics(logits, labels, class_names)
         LOGGER.info("per-class accuracy: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["per_class"].items()))
-        atomic_io.save_npz(self.folder.file(f"logits_{split}.npz"), logits=logits.numpy(),
-                           labels=labels.numpy().astype(np.int64), classes=np.array(class_names))
+        save_npz(self.folder.file(f"logits_{split}.npz"), logits=logits.numpy(),
+                 labels=labels.numpy().astype(np.int64), classes=np.array(class_names))
         return self.finish(dict(metrics, split=split, clip=clip.name, clip_weights=clip.weights,
                                 depth_encoder=checkpoint or "clip", zero_shot_protocol=protocol, templates=templates,
                                 views=renderer.views, num_views=renderer.num_views))

@@ -14,6 +14,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from ..errors import BadInputError, ConfigError
+from .metrics import accuracy
+from .splits import draw_per_class
 
 LOGGER = logging.getLogger("plugin")
 DEFAULT_CS = (0.001, 0.01, 0.1, 1.0)
@@ -141,9 +143,7 @@ def score(fitted: Pipeline, x: np.ndarray, y: np.ndarray) -> Dict[str, float]:
     if x.shape[1] != fitted.n_features_in_:
         raise BadInputError(f"The evaluation features have {x.shape[1]} channels but the SVM was fitted on "
                             f"{fitted.n_features_in_}: extract both splits with the same encoder and pooling.")
-    correct = fitted.predict(x) == y
-    macc = np.mean([correct[y == c].mean() for c in np.unique(y)])
-    return {"oa": 100.0 * float(correct.mean()), "macc": 100.0 * float(macc)}
+    return accuracy(fitted.predict(x), y)
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -162,19 +162,6 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     return dict(score(fitted, test_x, test_y), C=chosen_c, cv_oa={str(c): s for c, s in cv_scores.items()})
 
 
-def draw_per_class(y: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of ``per_class`` samples of every class of ``y`` (all of a smaller class), drawn without replacement.
-
-    Args:
-        y: labels (N,).
-        per_class: samples to keep per class, >= 1.
-        rng: the generator of the draw.
-    """
-    picks = [rng.choice(np.flatnonzero(y == c), size=min(per_class, int((y == c).sum())), replace=False)
-             for c in np.unique(y)]
-    return np.sort(np.concatenate(picks))
-
-
 def low_shot_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                    c: float, shots: Sequence[int], draws: int, seed: int = 0) -> Dict[str, Dict[str, float]]:
     """Linear SVMs fitted on ``k`` training samples per class, scored on the whole test split.
@@ -189,7 +176,8 @@ def low_shot_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
         c: the SVM's ``C``.
         shots: the values of ``k``, each >= 1.
         draws: random draws per ``k``, >= 1.
-        seed: seeds the draws (draw ``i`` of every ``k`` uses ``seed + i``) and the solver.
+        seed: seeds the draws (:func:`~plugin.eval.splits.draw_per_class`; draw ``i`` of every ``k`` uses
+            ``seed + i``) and the solver.
 
     Returns:
         ``{str(k): {"oa_mean", "oa_std", "macc_mean", "draws"}}`` in percent.
@@ -202,7 +190,7 @@ def low_shot_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     for k in shots:
         scores = []
         for i in range(int(draws)):
-            rows = draw_per_class(y, int(k), np.random.default_rng(seed + i))
+            rows, _ = draw_per_class(y, int(k), np.random.default_rng(seed + i))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 scores.append(score(svm_pipeline(seed, c).fit(x[rows], y[rows]), test_x, test_y))

@@ -6,11 +6,12 @@
    before OpenPoints is imported, so ``openpoints.cpp.pointnet2_cuda`` is a working module;
 2. rebinds the seven point-op autograd classes (:mod:`plugin.host.autograd_rebinding`);
 3. fixes ``PointCloudRotation`` on Python >= 3.10 and makes single-process dataloaders the default
-   (:mod:`plugin.host.upstream_fixes`);
-4. replaces the dataset classes that download at run time or need CUDA
-   (:mod:`plugin.host.dataset_overrides`).
+   (:mod:`plugin.host.upstream_fixes`).
 
-Each patch names the upstream defect it works around in its docstring.
+Each patch names the upstream defect it works around in its docstring. The dataset classes that replace
+upstream ones (they download at run time or need CUDA) are registered with the others by
+:mod:`plugin.datasets` (``ModelNet40Ply2048``, ``ScanObjectNNHardest``). This package is the bottom layer:
+it imports nothing else of the plugin.
 """
 import sys
 from typing import List
@@ -34,8 +35,6 @@ def install() -> List[str]:
     _PATCHED.extend(autograd_rebinding.rebind_autograd_classes())
     upstream_fixes.fix_rotation_iterable_check()
     upstream_fixes.single_process_dataloaders()
-    from . import dataset_overrides  # noqa: F401  (registers on import)
-
     return _PATCHED
 
 

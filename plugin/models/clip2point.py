@@ -15,12 +15,11 @@ import torch.nn.functional as F
 from openpoints.models.build import MODELS
 from torch import nn
 
-from ..clip import (ClipModel, depth_encoder_state, encode_views, load_clip_from_cfg, resolve_templates,
-                    text_classifier, trainable_visual_copy)
+from ..clip import (ClipModel, build_depth_renderer, depth_encoder_state, encode_views, load_clip_from_cfg,
+                    resolve_templates, text_classifier, trainable_visual_copy, zero_shot_logits)
 from ..errors import BadInputError, ConfigError
-from ..eval.zero_shot import zero_shot_logits
 from ..losses import SigmaBalancedLoss
-from ..render.depth_renderer import CLIP2POINT_ENCODING, DepthRenderer, render_depth
+from ..render.depth_renderer import render_depth
 from ..render.view_sets import DISTANCE_JITTER, sample_distance_scales, scale_camera_distance
 
 LOGGER = logging.getLogger("plugin")
@@ -40,10 +39,11 @@ class CLIP2Point(nn.Module):
 
     Args:
         clip: ``{name, pretrained}`` of the open_clip model (:func:`plugin.clip.load_clip_from_cfg`).
-        render: :class:`~plugin.render.DepthRenderer` arguments; ``image_size``, ``mean`` and ``std`` default to
-            CLIP's, ``encoding`` to the authors' release (:data:`~plugin.render.depth_renderer.CLIP2POINT_ENCODING`),
-            ``views`` to the 10-view set (``orthogonal_corner10``, as the release's validation). ``views`` are the
-            cameras of the zero-shot validation; the pre-training depth maps use each sample's own RGB camera.
+        render: :class:`~plugin.render.DepthRenderer` arguments (:func:`plugin.clip.build_depth_renderer`);
+            ``image_size``, ``mean`` and ``std`` default to CLIP's, ``encoding`` to the authors' release
+            (:data:`~plugin.render.depth_renderer.CLIP2POINT_ENCODING`), ``views`` to the 10-view set
+            (``orthogonal_corner10``, as the release's validation). ``views`` are the cameras of the zero-shot
+            validation; the pre-training depth maps use each sample's own RGB camera.
         tau: NT-Xent temperature (0.7 in the supplement).
         loss: :class:`~plugin.losses.SigmaBalancedLoss` switches: ``cross_only`` (one depth map at the original
             distance against the RGB view, Sec. 5.6), ``init_sigma``.
@@ -60,22 +60,7 @@ class CLIP2Point(nn.Module):
             LOGGER.warning(f"CLIP2Point ignores unknown arguments: {', '.join(sorted(kwargs))}")
         self.clip_cfg = dict(clip or {})
         self.clip: ClipModel = load_clip_from_cfg(clip, key="model.clip")   # frozen, not a registered submodule
-        render = dict(render or {})
-        render.setdefault("image_size", self.clip.image_size)
-        if int(render["image_size"]) != self.clip.image_size:
-            raise ConfigError(f"model.render.image_size is {render['image_size']} but {self.clip.name} takes "
-                              f"{self.clip.image_size} px images: set model.render.image_size to "
-                              f"{self.clip.image_size} or leave it unset.")
-        render.setdefault("mean", self.clip.image_mean)
-        render.setdefault("std", self.clip.image_std)
-        render.setdefault("encoding", CLIP2POINT_ENCODING)
-        render.setdefault("views", "orthogonal_corner10")
-        try:
-            self.renderer = DepthRenderer(**render)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"Bad model.render ({err}): fix that key (DepthRenderer takes image_size, dilation, "
-                              f"reduction, views, distance, fov_deg, encoding, background, normalise, "
-                              f"near_bright).") from None
+        self.renderer = build_depth_renderer({"views": "orthogonal_corner10", **(render or {})}, self.clip)
         self.depth_encoder = trainable_visual_copy(self.clip)             # E_d, initialised from E_i
         jitter = [float(v) for v in distance_jitter]
         if len(jitter) != 2 or not 0 < jitter[0] < jitter[1]:

@@ -12,7 +12,6 @@ from easydict import EasyDict
 
 from plugin.datasets import modelnet40, scanobjectnn
 from plugin.errors import ConfigError, DataNotFoundError
-from plugin.host import dataset_overrides
 
 from .synthetic_clouds import POINTS_PER_FILE
 
@@ -30,17 +29,17 @@ def loader(common: dict, split: str, split_cfg: dict, batch_size: int = 2) -> to
 
 
 def test_upstream_names_are_ours() -> None:
-    assert DATASETS.get("ScanObjectNNHardest") is dataset_overrides.ScanObjectNNHardest
+    assert DATASETS.get("ScanObjectNNHardest") is scanobjectnn.ScanObjectNNHardest
     assert DATASETS.get("ModelNet40Ply2048") is modelnet40.ModelNet40Ply2048
     assert DATASETS.get("ScanObjectNN") is scanobjectnn.ScanObjectNN
     assert DATASETS.get("ModelNet40NormalResampled") is modelnet40.ModelNet40NormalResampled
-    assert issubclass(dataset_overrides.ScanObjectNNHardest, scanobjectnn.ScanObjectNN)
+    assert issubclass(scanobjectnn.ScanObjectNNHardest, scanobjectnn.ScanObjectNN)
 
 
 def test_scanobjectnn_hardest_builds_from_upstream_config(scanobjectnn_root: Path) -> None:
     common = {"NAME": "ScanObjectNNHardest", "data_dir": str(scanobjectnn_root / "main_split")}
     train = loader(common, "train", {"split": "train", "num_points": 32})
-    assert isinstance(train.dataset, dataset_overrides.ScanObjectNNHardest)
+    assert isinstance(train.dataset, scanobjectnn.ScanObjectNNHardest)
     assert train.dataset.h5_path.name == "training_objectdataset_augmentedrot_scale75.h5"
     batch = next(iter(train))
     assert batch["pos"].shape == (2, 32, 3) and batch["x"].shape == (2, 32, 4) and batch["y"].shape == (2,)
@@ -51,18 +50,18 @@ def test_scanobjectnn_hardest_builds_from_upstream_config(scanobjectnn_root: Pat
 
 
 def test_scanobjectnn_hardest_defaults_and_errors(scanobjectnn_root: Path) -> None:
-    signature = inspect.signature(dataset_overrides.ScanObjectNNHardest)
+    signature = inspect.signature(scanobjectnn.ScanObjectNNHardest)
     assert list(signature.parameters) == ["data_dir", "split", "num_points", "uniform_sample", "transform", "kwargs"]
     assert signature.parameters["num_points"].default == 2048  # as upstream; these files hold fewer points
     with pytest.raises(ConfigError, match=f"set dataset.common.num_points to at most {POINTS_PER_FILE}"):
-        dataset_overrides.ScanObjectNNHardest(scanobjectnn_root / "main_split", "train")
+        scanobjectnn.ScanObjectNNHardest(scanobjectnn_root / "main_split", "train")
     missing = scanobjectnn_root / "main_split_nobg" / "test_objectdataset_augmentedrot_scale75.h5"
     expected = (f"ScanObjectNN data not found at '{missing}': set dataset.common.data_dir to the h5_files/main_split "
                 f"folder (the one holding test_objectdataset_augmentedrot_scale75.h5).")
     with pytest.raises(DataNotFoundError, match=f"^{re.escape(expected)}$"):
-        dataset_overrides.ScanObjectNNHardest(scanobjectnn_root / "main_split_nobg", "test")
+        scanobjectnn.ScanObjectNNHardest(scanobjectnn_root / "main_split_nobg", "test")
     with pytest.raises(ConfigError, match="set dataset.common.NAME to ScanObjectNN to use another variant"):
-        dataset_overrides.ScanObjectNNHardest(scanobjectnn_root / "main_split", "train", variant="OBJ_BG")
+        scanobjectnn.ScanObjectNNHardest(scanobjectnn_root / "main_split", "train", variant="OBJ_BG")
 
 
 def test_modelnet40_ply2048_builds_from_upstream_config(ply2048_parent: Path) -> None:

@@ -7,10 +7,10 @@ import torch
 
 from plugin.clip import depth_encoder_state, load_clip, trainable_visual_copy
 from plugin.engine import load_config, runner_for
-from plugin.engine.adapter import (AdapterRunner, FewShotRunner, adapter_logits, fewshot_indices,
-                                   train_adapter_epoch)
+from plugin.engine.adapter import AdapterRunner, FewShotRunner, adapter_logits, train_adapter_epoch
 from plugin.engine.finetune import FinetuneRunner
 from plugin.errors import ConfigError
+from plugin.eval import draw_per_class
 from plugin.models.gdpa import GatedDualPathAdapter
 
 from .conftest import DGCNN_CFG, REPO
@@ -36,16 +36,14 @@ def only_run(root):
 
 def test_fewshot_split_has_k_per_class_and_depends_only_on_the_seed():
     labels = np.repeat([0, 1, 2], [20, 16, 5])
-    indices, short = fewshot_indices(labels, shots=8, seed=0, num_classes=4)
+    indices, short = draw_per_class(labels, 8, np.random.default_rng(0), num_classes=4)
     assert np.bincount(labels[indices], minlength=4).tolist() == [8, 8, 5, 0]
     assert short == {2: 5, 3: 0}
     assert len(set(indices.tolist())) == len(indices) and np.all(np.diff(indices) > 0)
-    again, _ = fewshot_indices(labels, shots=8, seed=0, num_classes=4)
-    other, _ = fewshot_indices(labels, shots=8, seed=1, num_classes=4)
+    again, _ = draw_per_class(labels, 8, np.random.default_rng(0), num_classes=4)
+    other, _ = draw_per_class(labels, 8, np.random.default_rng(1), num_classes=4)
     assert np.array_equal(indices, again) and not np.array_equal(indices, other)
     assert np.array_equal(np.flatnonzero(labels == 2), indices[labels[indices] == 2])  # the short class: all of it
-    with pytest.raises(ConfigError, match="fewshot.shots"):
-        fewshot_indices(labels, shots=0, seed=0)
 
 
 def test_fewshot_run_end_to_end_records_split_seed_and_metrics(tiny_modelnet, tmp_path, main):
@@ -65,7 +63,7 @@ def test_fewshot_run_end_to_end_records_split_seed_and_metrics(tiny_modelnet, tm
     assert split["seed"] == 5 and split["shots"] == 2 and split["per_class"] == {"airplane": 2, "bathtub": 2, "bed": 2}
     # the tiny train split lists 8 clouds per class, class by class
     assert split["labels"] == [i // 8 for i in split["indices"]]
-    expected, _ = fewshot_indices(np.repeat([0, 1, 2], 8), 2, 5, 3)
+    expected, _ = draw_per_class(np.repeat([0, 1, 2], 8), 2, np.random.default_rng(5), 3)
     assert split["indices"] == expected.tolist()
     log = (run / "log.txt").read_text()
     assert "pretrained_path is not set" in log and "epoch 2/2" in log
@@ -160,6 +158,11 @@ def test_epoch_selection_never_reads_the_test_split(tiny_modelnet, tmp_path, mai
 def test_unknown_selection_rule_is_refused(tiny_modelnet, tmp_path, main, capsys):
     assert main(["--cfg", FEWSHOT_CFG, *tiny_adapter_overrides(tiny_modelnet, tmp_path), "adapter_select=test"]) == 2
     assert "Unknown adapter_select 'test': set it to last or holdout" in capsys.readouterr().err
+
+
+def test_no_shots_are_refused(tiny_modelnet, tmp_path, main, capsys):
+    assert main(["--cfg", FEWSHOT_CFG, *tiny_adapter_overrides(tiny_modelnet, tmp_path), "fewshot.shots=0"]) == 2
+    assert "fewshot.shots is 0: set it to a positive number of samples per class" in capsys.readouterr().err
 
 
 def test_finetune_dispatch_leaves_pic_at_point_alone(tiny_modelnet, tmp_path):

@@ -14,11 +14,12 @@ import torch
 
 from plugin.clip.text_features import text_cache_dir
 from plugin.datasets import fps_sampling
-from plugin.engine import atomic_io, builders, load_config
+from plugin.engine import builders, load_config
 from plugin.engine import stages as stages_module
-from plugin.engine.atomic_io import OutputNotWritableError
+from plugin.engine.data import check_training_steps
 from plugin.engine.run_folder import RunFolder, discarding_fresh_folders
 from plugin.errors import ConfigError, DataNotFoundError, UserError
+from plugin.io import OutputNotWritableError, atomic_files
 from tests.engine.conftest import DGCNN_CFG, REPO, tiny_modelnet, tiny_overrides  # noqa: F401  (fixture)
 from tests.models.test_pretrain_run import CFG as PRETRAIN_CFG, TINY as PRETRAIN_TINY
 from tests.models.test_pretrain_run import tiny_views  # noqa: F401  (fixture)
@@ -55,10 +56,10 @@ def _entries(root: Path) -> list:
     ((0, 4, False), DataNotFoundError), ((3, 4, True), ConfigError), ((3, 4, False), 1), ((9, 4, True), 2)])
 def test_training_steps_per_epoch(steps, message):
     if isinstance(message, int):
-        assert builders.check_training_steps(*steps) == message
+        assert check_training_steps(*steps) == message
     else:
         with pytest.raises(message, match="no step"):
-            builders.check_training_steps(*steps)
+            check_training_steps(*steps)
 
 
 def test_zero_step_pretraining_is_refused_before_the_first_epoch(tiny_views, tmp_path, main, capsys):  # noqa: F811
@@ -80,7 +81,7 @@ def test_zero_step_training_is_refused_and_leaves_no_folder(tiny_modelnet, tmp_p
 
 def test_metrics_json_is_strict_json(tmp_path):
     path = tmp_path / "metrics.json"
-    atomic_io.save_json({"best_loss": float("inf"), "nan": float("nan"), "nested": [float("-inf"), 1.5]}, str(path))
+    atomic_files.save_json({"best_loss": float("inf"), "nan": float("nan"), "nested": [float("-inf"), 1.5]}, str(path))
     assert _strict_json(path) == {"best_loss": None, "nan": None, "nested": [None, 1.5]}
 
 
@@ -165,7 +166,7 @@ def test_a_failed_torch_save_is_one_sentence(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", failing_save)
     with pytest.raises(OutputNotWritableError, match="unexpected pos 64 vs 0.*choose a writable root_dir; \\d+ bytes"):
-        atomic_io.save_torch({"w": torch.zeros(4)}, str(tmp_path / "ckpt_latest.pth"))
+        atomic_files.save_torch({"w": torch.zeros(4)}, str(tmp_path / "ckpt_latest.pth"))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -173,9 +174,9 @@ def test_a_checkpoint_that_cannot_fit_is_refused_before_writing(tmp_path, monkey
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 ** 6, 10 ** 6 - 100, 100))
     with pytest.raises(OutputNotWritableError, match="at least 4000 bytes.*more space; 100 bytes free"):
-        atomic_io.save_torch({"w": torch.zeros(1000)}, str(tmp_path / "ckpt_latest.pth"))
+        atomic_files.save_torch({"w": torch.zeros(1000)}, str(tmp_path / "ckpt_latest.pth"))
     assert list(tmp_path.iterdir()) == []
-    atomic_io.save_torch({"w": torch.zeros(10)}, str(tmp_path / "small.pth"))     # 40 bytes fit
+    atomic_files.save_torch({"w": torch.zeros(10)}, str(tmp_path / "small.pth"))     # 40 bytes fit
 
 
 # ---- §5 the user's umask; the text-feature cache under root_dir ------------------------------------------------
@@ -184,7 +185,7 @@ def test_a_checkpoint_that_cannot_fit_is_refused_before_writing(tmp_path, monkey
 def test_outputs_follow_the_umask(umask, tmp_path):
     old = os.umask(umask)
     try:
-        atomic_io.save_text("x", str(tmp_path / "cfg.yaml"))
+        atomic_files.save_text("x", str(tmp_path / "cfg.yaml"))
         fps_sampling._save_disk_cache(np.zeros((2, 4, 3), np.float32), tmp_path / "clouds_fps4.npy")
     finally:
         os.umask(old)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from plugin.engine import RUNNERS, atomic_io
+from plugin.engine import RUNNERS
+from plugin.io import atomic_files
 
 from .conftest import DGCNN_CFG, tiny_overrides
 
@@ -109,7 +110,7 @@ def test_missing_cfg_file(main, capsys):
 
 def test_interrupted_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "ckpt_latest.pth"
-    atomic_io.save_torch({"epoch": 1}, str(target))
+    atomic_files.save_torch({"epoch": 1}, str(target))
 
     def broken_save(obj, path):
         Path(path).write_bytes(b"partial")
@@ -117,7 +118,7 @@ def test_interrupted_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        atomic_io.save_torch({"epoch": 2}, str(target))
+        atomic_files.save_torch({"epoch": 2}, str(target))
     assert torch.load.__module__  # torch itself untouched apart from save
     monkeypatch.undo()
     assert torch.load(target, weights_only=True) == {"epoch": 1}

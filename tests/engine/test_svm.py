@@ -10,6 +10,7 @@ from openpoints.models import build_model_from_cfg
 
 import plugin.engine.svm as svm_mode
 from plugin.engine import load_config
+from plugin.engine.data import probe_loader
 
 from .conftest import REPO, tiny_overrides
 
@@ -77,7 +78,7 @@ def test_probe_clouds_are_centred_and_scaled_like_the_pretraining_clouds(baselin
     batches = {}
     for normalize in (True, False):
         np.random.seed(0)                                   # the train split draws its points at random
-        batches[normalize] = next(iter(svm_mode.probe_loader(cfg, "train", normalize=normalize)))["pos"]
+        batches[normalize] = next(iter(probe_loader(cfg, "train", normalize=normalize)))["pos"]
     normalised, raw = batches[True], batches[False]
     np.testing.assert_allclose(normalised.mean(dim=1).numpy(), 0, atol=1e-5)
     np.testing.assert_allclose(normalised.norm(dim=-1).max(dim=1).values.numpy(), 1, atol=1e-5)

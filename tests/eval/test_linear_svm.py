@@ -105,20 +105,21 @@ def test_scoring_checks_the_feature_width():
 
 
 def test_draw_per_class_keeps_k_of_each_class_and_all_of_a_smaller_one():
-    from plugin.eval.linear_svm import draw_per_class
+    from plugin.eval import draw_per_class
 
     y = np.array([0] * 10 + [1] * 3 + [2] * 6)
-    rows = draw_per_class(y, 4, np.random.default_rng(0))
-    assert np.bincount(y[rows]).tolist() == [4, 3, 4] and len(set(rows)) == len(rows)
-    assert np.array_equal(rows, draw_per_class(y, 4, np.random.default_rng(0)))       # seeded
-    assert not np.array_equal(rows, draw_per_class(y, 4, np.random.default_rng(1)))
+    rows, short = draw_per_class(y, 4, np.random.default_rng(0))
+    assert np.bincount(y[rows]).tolist() == [4, 3, 4] and len(set(rows)) == len(rows) and short == {1: 3}
+    assert np.array_equal(rows, draw_per_class(y, 4, np.random.default_rng(0))[0])       # seeded
+    assert not np.array_equal(rows, draw_per_class(y, 4, np.random.default_rng(1))[0])
 
 
 def test_low_shot_probe_matches_hand_fitted_svms_and_separates_good_from_bad_features():
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    from plugin.eval.linear_svm import draw_per_class, low_shot_probe
+    from plugin.eval import draw_per_class
+    from plugin.eval.linear_svm import low_shot_probe
 
     train_x, train_y = blobs(30, 0.3, seed=0)
     test_x, test_y = blobs(20, 0.3, seed=1)
@@ -126,7 +127,7 @@ def test_low_shot_probe_matches_hand_fitted_svms_and_separates_good_from_bad_fea
     assert set(result) == {"1", "5"} and result["5"]["draws"] == 3
     expected = []
     for i in range(3):                                  # draw i uses seed + i
-        rows = draw_per_class(train_y, 5, np.random.default_rng(7 + i))
+        rows, _ = draw_per_class(train_y, 5, np.random.default_rng(7 + i))
         scaler = StandardScaler().fit(train_x[rows])
         svm = LinearSVC(C=0.1, max_iter=20000, random_state=7).fit(scaler.transform(train_x[rows]), train_y[rows])
         expected.append(100 * np.mean(svm.predict(scaler.transform(test_x)) == test_y))

@@ -5,7 +5,7 @@ import torch
 
 from plugin.errors import ConfigError
 from plugin.eval import load_features, parse_pooling, pool_features, save_features
-from plugin.eval.feature_cache import file_digest, fingerprint
+from plugin.io import file_digest, fingerprint
 
 
 @pytest.mark.parametrize("spec, names", [

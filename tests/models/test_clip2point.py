@@ -6,10 +6,10 @@ import torch
 from openpoints.models import build_model_from_cfg
 from openpoints.utils import EasyConfig
 
-from plugin.clip import DEPTH_ENCODER_KEY, load_clip, load_depth_encoder
-from plugin.engine.pretrain import build_pretext_optimizer, holdout_indices
+from plugin.clip import DEPTH_ENCODER_KEY, load_clip, load_depth_encoder, zero_shot_logits
+from plugin.engine.pretrain import build_pretext_optimizer
 from plugin.errors import ConfigError
-from plugin.eval import zero_shot_logits
+from plugin.eval import holdout_indices
 from plugin.losses import nt_xent
 from plugin.render import orthogonal_views
 from plugin.render.depth_renderer import CLIP2POINT_ENCODING

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engine.conftest import REPO, _load_main, _shape, tiny_modelnet  # noqa: F401  (fixture)
+from tests.engine.conftest import FIXTURES, REPO, _load_main, tiny_modelnet  # noqa: F401  (fixture)
 
 from ..conftest import load_tool
 
@@ -27,7 +27,7 @@ def _render(root: Path, channels: int) -> Path:
         for i in range(count):
             label = i % 3
             object_id = f"{split}_{i:03d}"
-            cloud = _shape(label, rng, 256)[:, :channels].astype(np.float32)
+            cloud = FIXTURES.tiny_shape(label, rng, 256)[:, :channels].astype(np.float32)
             tool.render_object((str(root / object_id), cloud, opts))
             lines.append(f"{object_id} {label}\n")
         (root / f"{split}.txt").write_text("".join(lines))

@@ -127,7 +127,7 @@ def _full_disk(monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(np, "save", full)                           # render_views: points.npy
-    monkeypatch.setattr(procedural_shapes, "_write_text", full)     # make_shapes: every file
+    monkeypatch.setattr(procedural_shapes, "save_text", full)      # make_shapes: every file
 
 
 @pytest.mark.parametrize("case", ["regular_file", "read_only", "full_disk"])

@@ -1,32 +1,13 @@
-"""Zero-shot logits (CLIP2Point Eq. 11) and accuracies on constructed cases with known answers."""
+"""OA, per-class and mean class accuracy, top-k accuracy and the figures of logits, on known cases."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from plugin.clip import zero_shot_logits
 from plugin.errors import BadInputError
-from plugin.eval import per_class_accuracy, topk_accuracy, zero_shot_logits, zero_shot_metrics
-
-
-def test_logits_average_the_per_view_cosines() -> None:
-    g = torch.Generator().manual_seed(0)
-    views, text = torch.randn(4, 3, 8, generator=g), torch.randn(5, 8, generator=g)
-    logits = zero_shot_logits(views, text)
-    assert logits.shape == (4, 5)
-    by_hand = torch.zeros(4, 5)
-    for b in range(4):
-        for c in range(5):
-            cosines = [torch.dot(views[b, v], text[c]) / (views[b, v].norm() * text[c].norm()) for v in range(3)]
-            by_hand[b, c] = sum(cosines) / 3
-    assert torch.allclose(logits, by_hand, atol=1e-6)
-    assert torch.allclose(zero_shot_logits(views * 7.0, text * 0.1), logits, atol=1e-6)  # scale-free
-    assert torch.allclose(zero_shot_logits(views[:, 0], text), zero_shot_logits(views[:, :1], text))
-
-
-def test_logits_reject_mismatched_dimensions() -> None:
-    with pytest.raises(BadInputError, match="same CLIP"):
-        zero_shot_logits(torch.zeros(2, 3, 8), torch.zeros(5, 4))
+from plugin.eval import accuracy, logit_metrics, mean_class_accuracy, per_class_accuracy, topk_accuracy
 
 
 def constructed_case():
@@ -54,11 +35,19 @@ def test_topk_accuracy_on_a_known_case() -> None:
 def test_per_class_and_mean_class_accuracy() -> None:
     logits, labels = constructed_case()
     keep = torch.tensor([0, 1, 2, 6, 7, 9, 10])  # classes 0, 1, 2, 3 (one miss each for 0, 1), 4; none of 5
-    per_class = per_class_accuracy(logits[keep], labels[keep])
+    per_class = per_class_accuracy(logits[keep].argmax(dim=1).numpy(), labels[keep].numpy(), 6)
     assert np.allclose(per_class[:5], [50.0, 50.0, 100.0, 0.0, 0.0]) and math.isnan(per_class[5])
-    metrics = zero_shot_metrics(logits[keep], labels[keep], [f"c{i}" for i in range(6)])
+    assert mean_class_accuracy(per_class) == pytest.approx(40.0)
+    metrics = logit_metrics(logits[keep], labels[keep], [f"c{i}" for i in range(6)])
     assert metrics["samples"] == 7 and metrics["macc"] == pytest.approx(40.0)
     assert metrics["top1"] == pytest.approx(100 * 3 / 7) and set(metrics["per_class"]) == {"c0", "c1", "c2", "c3", "c4"}
+
+
+def test_overall_and_mean_class_accuracy_of_predictions() -> None:
+    predicted, labels = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 2, 0])
+    assert accuracy(predicted, labels) == pytest.approx({"oa": 100 * 4 / 6, "macc": 100 * (1 / 2 + 1 / 2 + 1) / 3})
+    assert accuracy(predicted, labels, num_classes=5)["macc"] == pytest.approx(100 * 2 / 3)  # absent classes skipped
+    assert accuracy(np.array([3]), np.array([1])) == {"oa": 0.0, "macc": 0.0}          # predicted beyond the labels
 
 
 def test_accuracy_rejects_mismatched_lengths() -> None:

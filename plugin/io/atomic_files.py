@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from typing import IO, Any, Callable, Iterator
 
+import numpy as np
 import torch
 
 from ..errors import UserError
@@ -160,8 +161,6 @@ def save_npz(path: str, config_key: str = "root_dir", **arrays: Any) -> None:
         config_key: the config key that chose where ``path`` lies, named in errors.
         **arrays: name -> array.
     """
-    import numpy as np
-
     _atomic_dump(path, "wb", lambda f: np.savez(f, **arrays), config_key)
 
 
@@ -173,6 +172,4 @@ def save_npy(array: Any, path: str, config_key: str = "root_dir") -> None:
         path: the target file.
         config_key: the config key that chose where ``path`` lies, named in errors.
     """
-    import numpy as np
-
     _atomic_dump(path, "wb", lambda f: np.save(f, array), config_key)

@@ -7,11 +7,11 @@ from PIL import Image
 
 from plugin.engine import builders, load_config
 from plugin.engine.batch import prepare_batch
-from plugin.eval import correspondence_maps as maps
-from plugin.eval import embedding_plots as plots
+from plugin.vis import correspondence_maps as maps
+from plugin.vis import embedding_plots as plots
 from plugin.render.cameras import project
 from plugin.render.mapping import points_to_cells
-from tests.engine.conftest import REPO, _shape
+from tests.engine.conftest import FIXTURES, REPO
 
 from ..conftest import load_tool
 
@@ -33,7 +33,7 @@ def visualize():
 def rendered(tmp_path_factory):
     """A cube-surface object rendered at 128 px (a 4 x 4 ResNet-18 grid) and a random Pic@Point checkpoint."""
     root = tmp_path_factory.mktemp("visualize")
-    points = _shape(1, np.random.default_rng(0), 300).astype(np.float32)
+    points = FIXTURES.tiny_shape(1, np.random.default_rng(0), 300).astype(np.float32)
     opts = {"image_size": 128, "radius_px": 1, "distance": 2.2, "fov": 60.0}
     load_tool("render_views").render_object((str(root / "object"), points, opts))
     torch.manual_seed(0)
