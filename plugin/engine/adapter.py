@@ -340,7 +340,7 @@ class AdapterRunner(EpochRunner):
         test_features, test_labels = self._features("test")  # read only now, to score the reported epoch
         logits = adapter_logits(self.model, test_features, eval_batch).cpu()
         metrics = logit_metrics(logits, test_labels.cpu(), self.class_names)
-        gate = getattr(self.model, "gate", None)
+        gate = self.model.gate if self.model.variant == "gated" else None  # only the gated variant has one
         return self.finish(dict(
             top1=metrics["top1"], top5=metrics["top5"], macc=metrics["macc"], test_samples=metrics["samples"],
             train_samples=int(len(train_labels)), last_train_top1=train_top1, epochs=cfg.epochs,

@@ -1,15 +1,21 @@
-"""``pretrain`` mode: train a pretext model that returns ``(loss, logs)`` and export what it pre-trained.
+"""``pretrain`` mode: train a pretext model (:class:`~plugin.models.base.PretextModel`) and export what it
+pre-trained.
 
-Checkpoints hold, besides the resumable state, the model's export: by default ``encoder`` (the
-encoder-only state dict, loadable into OpenPoints ``BaseCls.encoder``) and ``encoder_args``, the
-projection heads being dropped downstream; a model with an ``export_state()`` method supplies its own
-entries instead (CLIP2Point: ``depth_encoder`` and ``clip``).
+The engine calls only the contract of :mod:`plugin.models.base`: ``forward(batch) -> (loss, logs)``,
+``param_groups()`` (Pic@Point's image-side heads train with ``lr_image``), ``export_state()`` and, for
+checkpoint selection, ``validation_logits`` where ``supports_validation`` says so. A ``model.NAME``
+that is not a pretext model is refused before training.
+
+Checkpoints hold, besides the resumable state, the model's export and ``exports``, the key downstream
+modes read: ``encoder`` (the encoder-only state dict, loadable into OpenPoints ``BaseCls.encoder``) with
+``encoder_args`` for Pic@Point, the projection heads being dropped downstream; ``depth_encoder`` with
+``clip`` for CLIP2Point.
 
 ``ckpt_best.pth`` selection (``pretrain_select``):
 
 - ``loss``: the epoch with the lowest mean training loss (pre-training has no labels);
 - ``zeroshot``: the epoch with the highest zero-shot top-1 accuracy on ``dataset.val``, for models
-  with a ``zero_shot_validation(points, class_names) -> logits`` method. The validation objects are
+  with ``supports_validation`` (``validation_logits(batch, class_names) -> logits``). The validation objects are
   never the test objects: a ``dataset.val`` that reads the test partition is refused, and one that
   reads the train partition (``dataset.val.split: train``) holds out a seeded ``pretrain_holdout``
   share of the train objects, which pre-training then skips. They are scored as the test objects
@@ -27,6 +33,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..errors import BadInputError, ConfigError
 from ..eval import holdout_indices, topk_accuracy
+from ..models.base import PretextModel
 from . import builders
 from .batch import check_points, prepare_batch
 from .data import base_dataset, build_dataloader, check_training_loader, loader_over, progress
@@ -39,25 +46,48 @@ SELECTIONS = ("auto", "loss", "zeroshot")
 VALIDATION_SEED = 0  # fixes the validation pass's data draws, so every epoch is scored on the same inputs
 
 
-def build_pretext_optimizer(cfg: Dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
-    """OpenPoints' optimizer for ``cfg.optimizer``, regrouped so image-side parameters use ``lr_image``.
+def build_pretext_optimizer(cfg: Dict[str, Any], model: PretextModel) -> torch.optim.Optimizer:
+    """OpenPoints' optimizer for ``cfg.optimizer``, regrouped by the model's ``param_groups()``.
 
     OpenPoints' factory resolves the optimizer class and its defaults from ``optimizer.NAME`` and
     groups the parameters by weight decay (none for biases and 1-d parameters); each of its groups is
-    split into a point-side and an image-side part. Frozen parameters are left out.
+    split into the parameters no model group lists (``lr``) and one part per model group (its
+    ``lr_key``, e.g. ``lr_image``, or ``lr`` when that is unset, times ``lr_scale``; the weight decay
+    times ``weight_decay_scale``). Frozen parameters are left out.
     """
     base = builders.build_optimizer(cfg, model)
-    image_side = {id(p) for p in getattr(model, "image_side_parameters", list)()}
+    model_groups = model.param_groups()
+    owner = {id(p): i for i, group in enumerate(model_groups) for p in group.params}
     groups = []
     for group in base.param_groups:
         options = {k: v for k, v in group.items() if k != "params"}
-        point = [p for p in group["params"] if id(p) not in image_side]
-        image = [p for p in group["params"] if id(p) in image_side]
-        if point:
-            groups.append({**options, "params": point})
-        if image:
-            groups.append({**options, "params": image, "lr": cfg.get("lr_image") or cfg.lr})
-    return type(base)(groups, **base.defaults)
+        rest = [p for p in group["params"] if id(p) not in owner]
+        if rest:
+            groups.append({**options, "params": rest})
+        for i, spec in enumerate(model_groups):
+            params = [p for p in group["params"] if owner.get(id(p)) == i]
+            if not params:
+                continue
+            extra: Dict[str, Any] = {"lr": ((cfg.get(spec.lr_key) if spec.lr_key else None) or cfg.lr) * spec.lr_scale}
+            if spec.weight_decay_scale != 1.0 and "weight_decay" in options:
+                extra["weight_decay"] = options["weight_decay"] * spec.weight_decay_scale
+            groups.append({**options, "params": params, **extra})
+    # regroup in place: re-calling the class with ``base.defaults`` fails where a default is no constructor
+    # argument (torch's AdamW lists ``decoupled_weight_decay``)
+    base.param_groups = []
+    for group in groups:
+        base.add_param_group(group)
+    return base
+
+
+def build_pretext_model(cfg: Dict[str, Any]) -> PretextModel:
+    """The model of ``cfg.model``, which must be a :class:`~plugin.models.base.PretextModel`."""
+    model = builders.build_model(cfg)
+    if not isinstance(model, PretextModel):
+        raise ConfigError(f"mode=pretrain needs a pretext model, and model.NAME={cfg.model.NAME} is not one: set "
+                          f"model.NAME to PicAtPoint or CLIP2Point, or make {type(model).__name__} subclass "
+                          f"plugin.models.base.PretextModel.")
+    return model
 
 
 @RUNNERS.register_module(name="pretrain")
@@ -75,7 +105,7 @@ class PretrainRunner(EpochRunner):
 
     def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
         super().__init__(cfg, folder)
-        self.model = builders.build_model(cfg).to(self.device)
+        self.model = build_pretext_model(cfg).to(self.device)
         self.optimizer = build_pretext_optimizer(cfg, self.model)
         self.scheduler = builders.build_scheduler(cfg, self.optimizer)
         self.selected_by = self._selection()
@@ -93,7 +123,7 @@ class PretrainRunner(EpochRunner):
         wanted = self.cfg.get("pretrain_select") or "auto"
         if wanted not in SELECTIONS:
             raise ConfigError(f"Unknown pretrain_select '{wanted}': set it to one of {', '.join(SELECTIONS)}.")
-        capable = callable(getattr(self.model, "zero_shot_validation", None))
+        capable = self.model.supports_validation
         has_val = bool(self.cfg.dataset.get("val"))
         if wanted == "auto":
             return "zeroshot" if capable and has_val else "loss"
@@ -105,14 +135,9 @@ class PretrainRunner(EpochRunner):
         return wanted
 
     def _state(self, epoch: int) -> Dict[str, Any]:
-        export = getattr(self.model, "export_state", None)
-        if callable(export):
-            entries = export()
-        else:
-            entries = {"encoder": self.model.encoder.state_dict(),
-                       "encoder_args": dict(self.cfg.model.encoder_args)}
-        return self.checkpoint_state(epoch, **entries, best_loss=self.best_loss, best_val_top1=self.best_val_top1,
-                                     best_epoch=self.best_epoch, selected_by=self.selected_by)
+        return self.checkpoint_state(epoch, **self.model.checkpoint_entries(), best_loss=self.best_loss,
+                                     best_val_top1=self.best_val_top1, best_epoch=self.best_epoch,
+                                     selected_by=self.selected_by)
 
     def _batch(self, data: Dict[str, Any]) -> Dict[str, Any]:
         return prepare_batch(data, self.device, self.in_channels, feature_keys=self.cfg.get("feature_keys"))
@@ -164,7 +189,7 @@ class PretrainRunner(EpochRunner):
                 for data in progress(loader, "zero-shot val"):
                     pos = data["pos"].float().to(self.device)
                     check_points(pos, "validation batch")
-                    logits.append(self.model.zero_shot_validation(pos, classes).cpu())
+                    logits.append(self.model.validation_logits({"pos": pos}, classes).cpu())
                     labels.append(data["y"].reshape(-1).long())
         finally:
             self.model.train()

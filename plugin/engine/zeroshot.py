@@ -9,6 +9,11 @@ evaluated dataset (:func:`zero_shot_protocol`): ``transductive`` (the same data 
 source dataset, e.g. ModelNet40 renders evaluated on ModelNet40 or ModelNet10), ``inductive``
 (other data, e.g. the paper's ShapeNet renders evaluated on ModelNet40), or ``unknown`` (a checkpoint
 without its run config).
+
+With ``model.NAME`` set, the mode evaluates that pretext model through its contract instead
+(:class:`~plugin.models.base.PretextModel` with ``supports_zero_shot``): ``load_export`` loads
+``pretrained_path``, ``encode_3d`` embeds each batch and ``encode_text`` the class names; the model's own
+config decides views and prompts (CLIP2Point: ``model.render.views``, ``model.zero_shot_templates``).
 """
 import copy
 import json
@@ -24,6 +29,8 @@ from ..clip import (build_depth_renderer, encode_views, load_clip_from_cfg, load
 from ..errors import ConfigError
 from ..eval import logit_metrics
 from ..io import save_npz
+from ..models.base import PretextModel
+from . import builders
 from .batch import prepare_batch
 from .config import optional_path
 from .data import build_dataloader, class_names_of, progress
@@ -94,6 +101,8 @@ class ZeroShotRunner(Runner):
         cfg = self.cfg
         options = cfg.get("zeroshot") or {}
         model_cfg = cfg.get("model") or {}
+        if model_cfg.get("NAME"):
+            return self.run_pretext_model()
         split = options.get("split") or "test"
         templates = resolve_templates(options.get("templates") or "clip2point")
         clip = load_clip_from_cfg(model_cfg.get("clip"), device=self.device)  # before the data: fails fast
@@ -132,3 +141,41 @@ class ZeroShotRunner(Runner):
         return self.finish(dict(metrics, split=split, clip=clip.name, clip_weights=clip.weights,
                                 depth_encoder=checkpoint or "clip", zero_shot_protocol=protocol, templates=templates,
                                 views=renderer.views, num_views=renderer.num_views))
+
+    def run_pretext_model(self) -> Dict[str, Any]:
+        """Zero-shot classification with ``model.NAME``'s ``encode_3d``/``encode_text`` (see the module docstring)."""
+        cfg = self.cfg
+        options = cfg.get("zeroshot") or {}
+        split = options.get("split") or "test"
+        model = builders.build_model(cfg)
+        if not isinstance(model, PretextModel) or not model.supports_zero_shot:
+            raise ConfigError(f"mode=zeroshot needs a model with zero-shot encoders, and model.NAME={cfg.model.NAME} "
+                              f"has none: unset model.NAME to use CLIP's depth views, or name a PretextModel with "
+                              f"supports_zero_shot.")
+        model = model.to(self.device).eval()
+        checkpoint = optional_path(cfg)
+        protocol, reason = "inductive", "no pre-trained export was loaded"
+        if checkpoint:
+            state = load_checkpoint(checkpoint, "pretrained_path")
+            model.load_export(state, checkpoint)
+            protocol, reason = zero_shot_protocol(state.get("cfg"), cfg.dataset.get("common"))
+        (LOGGER.warning if protocol != "inductive" else LOGGER.info)(f"zero-shot protocol: {protocol} ({reason})")
+        loader = build_dataloader(cfg, split, batch_size=cfg.get("val_batch_size"), shuffle=False)
+        class_names = class_names_of(loader.dataset, options.get("class_names"))
+        LOGGER.info(f"zero-shot on {split}: {len(class_names)} classes, {cfg.model.NAME}'s encoders")
+        logits, labels = [], []
+        with torch.no_grad():
+            text = model.encode_text(class_names)
+            for data in progress(loader, f"zero-shot {split}"):
+                data = prepare_batch(data, self.device, 3, cfg.get("num_points"))
+                if int(data["y"].max()) >= len(class_names):
+                    raise ConfigError(f"Label {int(data['y'].max())} has no class name ({len(class_names)} names): "
+                                      f"set zeroshot.class_names to all class names in label order.")
+                logits.append(zero_shot_logits(model.encode_3d({**data, "pos": data["pos"].float()}), text).cpu())
+                labels.append(data["y"].cpu())
+        logits, labels = torch.cat(logits), torch.cat(labels)
+        metrics = logit_metrics(logits, labels, class_names)
+        save_npz(self.folder.file(f"logits_{split}.npz"), logits=logits.numpy(),
+                 labels=labels.numpy().astype(np.int64), classes=np.array(class_names))
+        return self.finish(dict(metrics, split=split, model=cfg.model.NAME, pretrained=checkpoint or None,
+                                zero_shot_protocol=protocol))

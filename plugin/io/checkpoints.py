@@ -91,6 +91,19 @@ def read_checkpoint(path: str | os.PathLike | None, key: str, hint: str = "a che
     return state
 
 
+def checkpoint_export(state: Dict[str, Any]) -> str | None:
+    """The key of the export a checkpoint holds for downstream modes: its ``exports`` entry, written by
+    pre-training since the pretext-model contract; for older checkpoints, ``depth_encoder`` or ``encoder``
+    when that entry is present; None for a checkpoint without an export (a supervised run's ``model``).
+
+    Args:
+        state: the checkpoint dict (:func:`read_checkpoint`).
+    """
+    if state.get("exports"):
+        return str(state["exports"])
+    return next((key for key in ("depth_encoder", "encoder") if key in state), None)
+
+
 def rng_state_for_checkpoint() -> Dict[str, Any]:
     """torch's and NumPy's global RNG states as tensors and numbers (loadable with ``weights_only``)."""
     _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()

@@ -16,17 +16,18 @@ from openpoints.models.build import MODELS
 from torch import nn
 
 from ..clip import (ClipModel, build_depth_renderer, depth_encoder_state, encode_views, load_clip_from_cfg,
-                    resolve_templates, text_classifier, trainable_visual_copy, zero_shot_logits)
+                    load_depth_encoder, resolve_templates, text_classifier, trainable_visual_copy, zero_shot_logits)
 from ..errors import BadInputError, ConfigError
 from ..losses import SigmaBalancedLoss
 from ..render.depth_renderer import render_depth
 from ..render.view_sets import DISTANCE_JITTER, sample_distance_scales, scale_camera_distance
+from .base import Batch, PretextModel, batch_of
 
 LOGGER = logging.getLogger("plugin")
 
 
 @MODELS.register_module()
-class CLIP2Point(nn.Module):
+class CLIP2Point(PretextModel):
     """Image-depth pre-training of a CLIP visual tower on depth maps (CLIP2Point).
 
     A batch holds ``pos`` (B,N,3) in the cameras' world frame, the RGB view ``img`` (B,3,H,W) in [0, 1]
@@ -50,6 +51,10 @@ class CLIP2Point(nn.Module):
         distance_jitter: ``[low, high)`` of the uniform camera-distance scales of the two depth maps.
         zero_shot_templates: prompt templates of the zero-shot validation (:func:`plugin.clip.resolve_templates`).
     """
+
+    exports = "depth_encoder"
+    supports_zero_shot = True
+    supports_validation = True
 
     def __init__(self, clip: Optional[Dict[str, Any]] = None, render: Optional[Dict[str, Any]] = None,
                  tau: float = 0.7, loss: Optional[Dict[str, Any]] = None,
@@ -154,16 +159,32 @@ class CLIP2Point(nn.Module):
             self._text_cache[key] = text_classifier(self.clip, key, self.zero_shot_templates).cpu()
         return self._text_cache[key].to(self.clip.device)
 
+    def load_export(self, state: Dict[str, Any], path: str, key: str = "pretrained_path") -> None:
+        """Load the ``depth_encoder`` of a CLIP2Point pre-training checkpoint into E_d."""
+        load_depth_encoder(self.depth_encoder, path, key, state=state)
+
     @torch.no_grad()
-    def zero_shot_validation(self, points: torch.Tensor, class_names: Sequence[str]) -> torch.Tensor:
+    def encode_3d(self, batch: Batch) -> torch.Tensor:
+        """Per-view features (B, V, D) of E_d on the renderer's views (``render.views``) of ``batch["pos"]``."""
+        return encode_views(self.depth_encoder, self.renderer(batch_of(batch)["pos"]))
+
+    def encode_text(self, class_names: Sequence[str]) -> torch.Tensor:
+        """CLIP text classifier (C, D) of ``class_names`` (:meth:`text_features`)."""
+        return self.text_features(class_names)
+
+    @torch.no_grad()
+    def validation_logits(self, batch: Any, class_names: Sequence[str]) -> torch.Tensor:
         """Zero-shot logits (B, C) of clouds from E_d on the renderer's views (``render.views``), Eq. 11.
 
         Args:
-            points: (B, N, 3) clouds, centred and in the unit sphere.
+            batch: a batch with ``pos`` (B, N, 3), or ``pos`` itself: clouds centred and in the unit sphere.
             class_names: the C class names, in label order.
         """
-        features = encode_views(self.depth_encoder, self.renderer(points))   # (B, V, D)
-        return zero_shot_logits(features, self.text_features(class_names))
+        return zero_shot_logits(self.encode_3d(batch), self.encode_text(class_names))
+
+    def zero_shot_validation(self, points: torch.Tensor, class_names: Sequence[str]) -> torch.Tensor:
+        """:meth:`validation_logits` of clouds ``points`` (B, N, 3); kept for callers of the earlier name."""
+        return self.validation_logits(points, class_names)
 
     def export_state(self) -> Dict[str, Any]:
         """Checkpoint entries for downstream use: ``depth_encoder`` (E_d's state dict) and the ``clip`` block."""

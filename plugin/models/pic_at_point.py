@@ -10,6 +10,7 @@ from ..losses import PointPictureInfoNCE
 from ..losses.info_nce import SWITCHES as LOSS_SWITCHES
 from ..render.cameras import rotation_of
 from ..render.mapping import points_to_cells
+from .base import ParamGroup, PretextModel
 from .feature_taps import tap_features
 from .image_backbones import FrozenImageBackbone
 from .projection_heads import GlobalHead, LocalImageHead, LocalPointHead, PoseEncoder
@@ -39,13 +40,14 @@ def _reject_unknown(given: Dict[str, Any], valid: Tuple[str, ...], where: str) -
 
 
 @MODELS.register_module()
-class PicAtPoint(nn.Module):
+class PicAtPoint(PretextModel):
     """Pre-trains an OpenPoints encoder against a frozen 2D backbone (Eqs. 1-3).
 
     A batch holds ``pos`` (m,N,3), ``x`` (m,C,N), the rendered view ``img`` (m,3,H,W) with values in
     [0, 1], and its cameras ``view``/``proj`` (m,4,4). The model normalises ``img`` with the mean/std of
     the chosen 2D backbone's own pretrained config, so swapping the backbone keeps its input right.
-    ``forward`` returns ``(loss, logs)``.
+    ``forward`` returns ``(loss, logs)``. As a :class:`~plugin.models.base.PretextModel` it exports
+    ``encoder`` (with ``encoder_args``) and trains its image-side heads with ``lr_image``.
 
     Args:
         encoder_args: any OpenPoints encoder with a feature tap (``PointNextEncoder``, ``DGCNN``).
@@ -83,6 +85,15 @@ class PicAtPoint(nn.Module):
     def image_side_parameters(self) -> List[nn.Parameter]:
         """Trainable parameters on the image side (the 2D heads); they get their own learning rate."""
         return [*self.global_head_2d.parameters(), *self.local_head_2d.parameters()]
+
+    def param_groups(self) -> List[ParamGroup]:
+        """The image-side heads, with ``lr_image`` (``lr`` when unset)."""
+        return [ParamGroup("image", self.image_side_parameters(), lr_key="lr_image")]
+
+    def export_state(self) -> Dict[str, Any]:
+        """``encoder`` (the encoder-only state dict, loadable into OpenPoints ``BaseCls.encoder``) and
+        ``encoder_args``; the projection heads stay behind."""
+        return {"encoder": self.encoder.state_dict(), "encoder_args": dict(self.encoder_args)}
 
     def embed(self, data: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """All embeddings of a batch: ``local_3d`` (m,d,L), ``local_2d`` (m,d,S*S), ``global_3d``/``global_2d`` (m,d),

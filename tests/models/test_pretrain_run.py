@@ -81,7 +81,7 @@ def test_pretrain_resume_and_encoder_export(tiny_views, tmp_path):
     run = next((tmp_path / "shapenet").glob("pic_at_point-dgcnn-*"))
     assert main(["--cfg", CFG, f"root_dir={tmp_path}", "mode=resume", "epochs=2"]) == 0  # the run's own config
     state = torch.load(run / "ckpt_latest.pth", weights_only=True)
-    assert state["epoch"] == 2 and state["mode"] == "pretrain"
+    assert state["epoch"] == 2 and state["mode"] == "pretrain" and state["exports"] == "encoder"
     assert set(state["encoder"]) == {k[len("encoder."):] for k in state["model"] if k.startswith("encoder.")}
     metrics = json.loads((run / "metrics.json").read_text())
     assert np.isfinite(metrics["best_loss"])
