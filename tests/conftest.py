@@ -79,3 +79,12 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     else:
         monkeypatch.setattr(_native, "_C", None)
     return request.param
+
+
+def one_sentence(capsys: pytest.CaptureFixture) -> str:
+    """The one-line error ``tools/main.py`` printed (after any progress bars), checked to be the only one."""
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 1 and "Traceback" not in err, err
+    message = err[err.index("error: "):].strip()
+    assert "\n" not in message, err
+    return message

@@ -20,6 +20,7 @@ from plugin.engine.data import check_training_steps
 from plugin.engine.run_folder import RunFolder, discarding_fresh_folders
 from plugin.errors import ConfigError, DataNotFoundError, UserError
 from plugin.io import OutputNotWritableError, atomic_files
+from tests.conftest import one_sentence
 from tests.engine.conftest import DGCNN_CFG, REPO, tiny_modelnet, tiny_overrides  # noqa: F401  (fixture)
 from tests.models.test_pretrain_run import CFG as PRETRAIN_CFG, TINY as PRETRAIN_TINY
 from tests.models.test_pretrain_run import tiny_views  # noqa: F401  (fixture)
@@ -34,15 +35,6 @@ def _strict_json(path: Path) -> dict:
         raise ValueError(f"{path} holds {constant}, which is not JSON")
 
     return json.loads(path.read_text(), parse_constant=refuse)
-
-
-def _one_sentence(capsys) -> str:
-    """The one-line error ``tools/main.py`` printed (after any progress bars), checked to be the only one."""
-    err = capsys.readouterr().err
-    assert err.count("error: ") == 1 and "Traceback" not in err, err
-    message = err[err.index("error: "):].strip()
-    assert "\n" not in message, err
-    return message
 
 
 def _entries(root: Path) -> list:
@@ -67,7 +59,7 @@ def test_zero_step_pretraining_is_refused_before_the_first_epoch(tiny_views, tmp
     args = ["--cfg", PRETRAIN_CFG, *PRETRAIN_TINY, f"dataset.common.data_dir={tiny_views}", f"root_dir={root}",
             "epochs=2", "batch_size=16"]                                   # 8 train objects, incomplete batch dropped
     assert main(args) == 2                                                 # ran 2 epochs of zero steps, exit 0
-    err = _one_sentence(capsys)
+    err = one_sentence(capsys)
     assert "has 8 samples, fewer than batch_size=16" in err and "set batch_size to at most 8" in err
     assert _entries(root) == []                                            # and no run folder left
 
@@ -75,7 +67,7 @@ def test_zero_step_pretraining_is_refused_before_the_first_epoch(tiny_views, tmp
 def test_zero_step_training_is_refused_and_leaves_no_folder(tiny_modelnet, tmp_path, main, capsys):  # noqa: F811
     root = tmp_path / "log"
     assert main(["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, root), "batch_size=32"]) == 2
-    assert "The train split has 24 samples, fewer than batch_size=32" in _one_sentence(capsys)
+    assert "The train split has 24 samples, fewer than batch_size=32" in one_sentence(capsys)
     assert _entries(root) == []
 
 
@@ -113,7 +105,7 @@ def test_a_user_error_leaves_no_run_folder(extra, message, tiny_modelnet, tmp_pa
     root = tmp_path / "log"
     extra = [item.format(missing=tmp_path / "missing") for item in extra]
     assert main(["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, root), *extra]) == 2
-    assert message in _one_sentence(capsys)
+    assert message in one_sentence(capsys)
     assert _entries(root) == []                                            # cfg.yaml and log.txt were left
 
 
@@ -134,15 +126,15 @@ def test_only_fresh_folders_are_removed(tmp_path):
 
 # ---- §5 unwritable output --------------------------------------------------------------------------------------
 
-def test_root_dir_that_is_a_file_is_one_sentence(tiny_modelnet, tmp_path, main, capsys):  # noqa: F811
+def test_root_dir_that_is_a_file_isone_sentence(tiny_modelnet, tmp_path, main, capsys):  # noqa: F811
     root = tmp_path / "log"
     root.write_text("not a folder")
     assert main(["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, root)]) == 2
-    err = _one_sentence(capsys)
+    err = one_sentence(capsys)
     assert "choose a writable root_dir;" in err and "bytes free" in err and str(root) in err
 
 
-def test_a_full_disk_at_the_first_checkpoint_is_one_sentence(tiny_modelnet, tmp_path, main, capsys,  # noqa: F811
+def test_a_full_disk_at_the_first_checkpoint_isone_sentence(tiny_modelnet, tmp_path, main, capsys,  # noqa: F811
                                                             monkeypatch):
     replace = os.replace
 
@@ -154,12 +146,12 @@ def test_a_full_disk_at_the_first_checkpoint_is_one_sentence(tiny_modelnet, tmp_
     monkeypatch.setattr(os, "replace", full_disk)
     root = tmp_path / "log"
     assert main(["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, root, epochs=1)]) == 2
-    err = _one_sentence(capsys)
+    err = one_sentence(capsys)
     assert "No space left on device" in err and "choose a writable root_dir;" in err
     assert _entries(root) == []                                             # no checkpoint: the folder is debris
 
 
-def test_a_failed_torch_save_is_one_sentence(tmp_path, monkeypatch):
+def test_a_failed_torch_save_isone_sentence(tmp_path, monkeypatch):
     def failing_save(obj, path):
         Path(path).write_bytes(b"partial")
         raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
@@ -213,7 +205,7 @@ def test_a_workflow_missing_a_later_stages_data_runs_nothing(tiny_views, tmp_pat
             "stage_cfgs.pretrain.epochs=1", "stage_cfgs.pretrain.batch_size=4",
             "stage_cfgs.pretrain.dataset.common.num_points=128", f"stage_cfgs.svm.dataset.common.data_dir={missing}"]
     assert main(args) == 2
-    err = _one_sentence(capsys)
+    err = one_sentence(capsys)
     assert f"Stage 2 (svm) reads dataset.common.data_dir='{missing}'" in err
     assert _entries(root) == []                                             # stage 1 did not train
 
@@ -234,5 +226,5 @@ def test_a_stage_without_its_checkpoint_stops_the_workflow(tiny_modelnet, tmp_pa
     args = ["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, tmp_path / "log"), "mode=stages",
             "stages=['pretrain', 'svm']"]
     assert main(args) == 2
-    assert "Stage 1 (pretrain) finished without writing its checkpoint" in _one_sentence(capsys)
+    assert "Stage 1 (pretrain) finished without writing its checkpoint" in one_sentence(capsys)
     assert ran == ["pretrain"]                                              # svm never saw a missing load_path
