@@ -8,12 +8,11 @@ pulled together (L_intra) and their mean feature towards the frozen CLIP feature
 contrasts it with E_i alone.
 """
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from openpoints.models.build import MODELS
-from torch import nn
 
 from ..clip import (ClipModel, build_depth_renderer, depth_encoder_state, encode_views, load_clip_from_cfg,
                     load_depth_encoder, resolve_templates, text_classifier, trainable_visual_copy, zero_shot_logits)
@@ -86,10 +85,6 @@ class CLIP2Point(PretextModel):
         super()._apply(fn, *args, **kwargs)
         self.clip.model._apply(fn, *args, **kwargs)
         return self
-
-    def image_side_parameters(self) -> List[nn.Parameter]:
-        """None: E_i is frozen, so E_d and σ all train with ``lr``."""
-        return []
 
     def render_from(self, points: torch.Tensor, view: torch.Tensor, proj: torch.Tensor,
                     scale: torch.Tensor) -> torch.Tensor:
@@ -181,10 +176,6 @@ class CLIP2Point(PretextModel):
             class_names: the C class names, in label order.
         """
         return zero_shot_logits(self.encode_3d(batch), self.encode_text(class_names))
-
-    def zero_shot_validation(self, points: torch.Tensor, class_names: Sequence[str]) -> torch.Tensor:
-        """:meth:`validation_logits` of clouds ``points`` (B, N, 3); kept for callers of the earlier name."""
-        return self.validation_logits(points, class_names)
 
     def export_state(self) -> Dict[str, Any]:
         """Checkpoint entries for downstream use: ``depth_encoder`` (E_d's state dict) and the ``clip`` block."""

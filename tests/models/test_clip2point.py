@@ -38,7 +38,7 @@ def test_frozen_image_encoder_and_trainable_depth_encoder_and_sigma():
     frozen = list(model.clip.model.parameters())
     assert frozen and not any(p.requires_grad for p in frozen)
     assert not any(k.startswith("clip.") for k in model.state_dict())         # frozen CLIP stays out of checkpoints
-    assert model.image_side_parameters() == []
+    assert model.param_groups() == []                                       # E_d and sigma all train with lr
     loss, logs = model(_batch())
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert set(logs) == {"l_intra", "l_cross", "sigma", "loss"} and logs["sigma"] == pytest.approx(1.0)
@@ -133,10 +133,10 @@ def test_export_loads_into_a_fresh_visual_tower(tmp_path):
     torch.testing.assert_close(fresh(images), model.depth_encoder(images))
 
 
-def test_zero_shot_validation_is_eq11_on_the_depth_encoder():
+def test_validation_logits_are_eq11_on_the_depth_encoder():
     model = _model()
     pos = _batch()["pos"]
-    logits = model.zero_shot_validation(pos, ["cube", "chair", "lamp"])
+    logits = model.validation_logits(pos, ["cube", "chair", "lamp"])
     with torch.no_grad():
         views = model.renderer(pos)
         features = model.depth_encoder(views.flatten(0, 1)).view(4, model.renderer.num_views, -1)
