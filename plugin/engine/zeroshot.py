@@ -19,7 +19,7 @@ import copy
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -123,21 +123,8 @@ class ZeroShotRunner(Runner):
         LOGGER.info(f"zero-shot on {split}: {len(class_names)} classes x {len(templates)} templates, "
                     f"{renderer.num_views} views of {renderer.image_size} px, {source}")
 
-        logits, labels = [], []
-        for data in progress(loader, f"zero-shot {split}"):
-            data = prepare_batch(data, self.device, 3, cfg.get("num_points"))
-            if int(data["y"].max()) >= len(class_names):
-                raise ConfigError(f"Label {int(data['y'].max())} has no class name ({len(class_names)} names): "
-                                  f"set zeroshot.class_names to all class names in label order.")
-            with torch.no_grad():
-                features = encode_views(encoder, renderer(data["pos"].float()))
-            logits.append(zero_shot_logits(features, text).cpu())
-            labels.append(data["y"].cpu())
-        logits, labels = torch.cat(logits), torch.cat(labels)
-        metrics = logit_metrics(logits, labels, class_names)
-        LOGGER.info("per-class accuracy: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["per_class"].items()))
-        save_npz(self.folder.file(f"logits_{split}.npz"), logits=logits.numpy(),
-                 labels=labels.numpy().astype(np.int64), classes=np.array(class_names))
+        metrics = self._classify(loader, split, class_names, text,
+                                 lambda data: encode_views(encoder, renderer(data["pos"])))
         return self.finish(dict(metrics, split=split, clip=clip.name, clip_weights=clip.weights,
                                 depth_encoder=checkpoint or "clip", zero_shot_protocol=protocol, templates=templates,
                                 views=renderer.views, num_views=renderer.num_views))
@@ -163,19 +150,38 @@ class ZeroShotRunner(Runner):
         loader = build_dataloader(cfg, split, batch_size=cfg.get("val_batch_size"), shuffle=False)
         class_names = class_names_of(loader.dataset, options.get("class_names"))
         LOGGER.info(f"zero-shot on {split}: {len(class_names)} classes, {cfg.model.NAME}'s encoders")
-        logits, labels = [], []
         with torch.no_grad():
             text = model.encode_text(class_names)
-            for data in progress(loader, f"zero-shot {split}"):
-                data = prepare_batch(data, self.device, 3, cfg.get("num_points"))
-                if int(data["y"].max()) >= len(class_names):
-                    raise ConfigError(f"Label {int(data['y'].max())} has no class name ({len(class_names)} names): "
-                                      f"set zeroshot.class_names to all class names in label order.")
-                logits.append(zero_shot_logits(model.encode_3d({**data, "pos": data["pos"].float()}), text).cpu())
-                labels.append(data["y"].cpu())
-        logits, labels = torch.cat(logits), torch.cat(labels)
-        metrics = logit_metrics(logits, labels, class_names)
-        save_npz(self.folder.file(f"logits_{split}.npz"), logits=logits.numpy(),
-                 labels=labels.numpy().astype(np.int64), classes=np.array(class_names))
+        metrics = self._classify(loader, split, class_names, text, model.encode_3d)
         return self.finish(dict(metrics, split=split, model=cfg.model.NAME, pretrained=checkpoint or None,
                                 zero_shot_protocol=protocol))
+
+    @torch.no_grad()
+    def _classify(self, loader, split: str, class_names: Sequence[str], text: torch.Tensor,
+                  encode_3d: Callable[[Dict[str, Any]], torch.Tensor]) -> Dict[str, Any]:
+        """Eq. 11 logits of every cloud of ``loader`` against ``text``; writes ``logits_<split>.npz``.
+
+        Args:
+            loader: the split, unshuffled.
+            split: its name, for the bar and the file.
+            class_names: the C class names in label order.
+            text: (C, D) text features of ``class_names``.
+            encode_3d: a batch (``pos`` float) -> (B, D) or per-view (B, V, D) features.
+
+        Returns:
+            :func:`~plugin.eval.logit_metrics` of the logits.
+        """
+        logits, labels = [], []
+        for data in progress(loader, f"zero-shot {split}"):
+            data = prepare_batch(data, self.device, 3, self.cfg.get("num_points"))
+            if int(data["y"].max()) >= len(class_names):
+                raise ConfigError(f"Label {int(data['y'].max())} has no class name ({len(class_names)} names): "
+                                  f"set zeroshot.class_names to all class names in label order.")
+            logits.append(zero_shot_logits(encode_3d({**data, "pos": data["pos"].float()}), text).cpu())
+            labels.append(data["y"].cpu())
+        logits, labels = torch.cat(logits), torch.cat(labels)
+        metrics = logit_metrics(logits, labels, class_names)
+        LOGGER.info("per-class accuracy: " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["per_class"].items()))
+        save_npz(self.folder.file(f"logits_{split}.npz"), logits=logits.numpy(),
+                 labels=labels.numpy().astype(np.int64), classes=np.array(class_names))
+        return metrics
