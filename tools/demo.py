@@ -76,7 +76,7 @@ def overrides(args: argparse.Namespace) -> Dict[str, List[str]]:
 
 def check_backbone(cfg: Dict[str, Any]) -> None:
     """Build the frozen 2D backbone once, so a missing weights package fails before any long step."""
-    from plugin.models.image_backbones import FrozenImageBackbone
+    from plugin.models.backbones.image_backbones import FrozenImageBackbone
 
     FrozenImageBackbone(**cfg.model.image_backbone)
 

@@ -6,7 +6,7 @@ Shared modules (no mode imports a mode for its helpers): :mod:`.runner` (the bas
 :mod:`.encoder_weights` and :mod:`.registry`.
 """
 # importing the runner modules registers their modes
-from . import adapter, classification, extract, finetune, pretrain, stages, svm, zeroshot  # noqa: F401
+from . import modes  # noqa: F401
 from .config import load_config
 from .registry import RUNNERS, runner_for
 

@@ -133,7 +133,7 @@ def _unknown(block: Dict[str, Any], path: str, valid: Optional[Iterable[str]], o
 def _sub_block_classes() -> Dict[str, Dict[str, Tuple[type, Tuple[str, ...]]]]:
     """Blocks that a class passes on to a fixed class: class name -> {key: (class, keys it reads besides)}."""
     from ..losses import PointPictureInfoNCE
-    from ..models.image_backbones import FrozenImageBackbone
+    from ..models.backbones.image_backbones import FrozenImageBackbone
     from ..render.depth_renderer import DepthRenderer
 
     return {"PicAtPoint": {"loss_args": (PointPictureInfoNCE, ("NAME",)),  # PicAtPoint drops a NAME there
@@ -143,7 +143,7 @@ def _sub_block_classes() -> Dict[str, Dict[str, Tuple[type, Tuple[str, ...]]]]:
 
 def _runner_model_keys() -> Dict[str, Tuple[str, ...]]:
     """Keys of ``model`` that a runner reads next to the model class's own: class name -> keys."""
-    from .adapter import ADAPTER_NAME, RUNNER_MODEL_KEYS
+    from ..models.heads.gdpa import ADAPTER_NAME, RUNNER_MODEL_KEYS
 
     return {ADAPTER_NAME: tuple(RUNNER_MODEL_KEYS)}
 

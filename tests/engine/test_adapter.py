@@ -1,4 +1,4 @@
-"""``mode=fewshot`` and GDPA ``finetune``: the K-shot split, end-to-end runs with a tiny CLIP, learning, dispatch."""
+"""``mode=fewshot`` and ``mode=gdpa``: the K-shot split, end-to-end runs with a tiny CLIP, learning, mode checks."""
 import json
 
 import numpy as np
@@ -7,11 +7,11 @@ import torch
 
 from plugin.clip import depth_encoder_state, load_clip, trainable_visual_copy
 from plugin.engine import load_config, runner_for
-from plugin.engine.adapter import AdapterRunner, FewShotRunner, adapter_logits, train_adapter_epoch
-from plugin.engine.finetune import FinetuneRunner
+from plugin.engine.modes.gdpa import AdapterRunner, FewShotRunner, adapter_logits, train_adapter_epoch
+from plugin.engine.modes.finetune import FinetuneRunner
 from plugin.errors import ConfigError
 from plugin.eval import draw_per_class
-from plugin.models.gdpa import GatedDualPathAdapter
+from plugin.models.heads.gdpa import GatedDualPathAdapter
 
 from .conftest import DGCNN_CFG, REPO
 
@@ -94,7 +94,7 @@ def test_resume_keeps_the_split_and_continues(tiny_modelnet, tmp_path, main):
     assert "resumed after epoch 1" in (run / "log.txt").read_text()
 
 
-def test_finetune_mode_dispatches_to_the_adapter_and_reads_the_depth_encoder(tiny_modelnet, tmp_path, main):
+def test_gdpa_mode_trains_on_the_whole_split_and_reads_the_depth_encoder(tiny_modelnet, tmp_path, main):
     clip = load_clip("tiny-clip-test", None)
     depth = trainable_visual_copy(clip)
     with torch.no_grad():
@@ -104,7 +104,7 @@ def test_finetune_mode_dispatches_to_the_adapter_and_reads_the_depth_encoder(tin
     torch.save(depth_encoder_state(depth), checkpoint)
     overrides = tiny_adapter_overrides(tiny_modelnet, tmp_path / "log", f"pretrained_path={checkpoint}")
     cfg = load_config(FINETUNE_CFG, overrides)
-    assert cfg.mode == "finetune" and runner_for("finetune") is FinetuneRunner
+    assert cfg.mode == "gdpa" and runner_for("gdpa") is AdapterRunner
     assert main(["--cfg", FINETUNE_CFG, *overrides]) == 0
     run = only_run(tmp_path / "log")
     metrics = json.loads((run / "metrics.json").read_text())
@@ -115,13 +115,13 @@ def test_finetune_mode_dispatches_to_the_adapter_and_reads_the_depth_encoder(tin
     assert metrics["depth_encoder"] == str(checkpoint) and 0 <= metrics["top1"] <= 100
     assert not (run / "fewshot_split.json").exists()
     assert f"tensors from {checkpoint}" in (run / "log.txt").read_text()
-    assert torch.load(run / "ckpt_latest.pth", weights_only=True)["mode"] == "finetune"
+    assert torch.load(run / "ckpt_latest.pth", weights_only=True)["mode"] == "gdpa"
 
 
 @pytest.mark.parametrize("selection", ["last", "holdout"])
 def test_epoch_selection_never_reads_the_test_split(tiny_modelnet, tmp_path, main, monkeypatch, selection):
     """A spy on the split loaders: the test clouds are read once, after the last epoch, to score the choice."""
-    import plugin.engine.adapter as adapter
+    import plugin.engine.modes.gdpa as adapter
 
     events = []
     probe_loader, train_epoch = adapter.probe_loader, adapter.train_adapter_epoch
@@ -165,11 +165,22 @@ def test_no_shots_are_refused(tiny_modelnet, tmp_path, main, capsys):
     assert "fewshot.shots is 0: set it to a positive number of samples per class" in capsys.readouterr().err
 
 
-def test_finetune_dispatch_leaves_pic_at_point_alone(tiny_modelnet, tmp_path):
+def test_finetune_refuses_the_adapter_and_leaves_pic_at_point_alone(tiny_modelnet, tmp_path, main, capsys):
     cfg = load_config(DGCNN_CFG, [f"dataset.common.data_dir={tiny_modelnet}", f"root_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="mode=finetune needs pretrained_path"):  # FinetuneRunner's own check
         FinetuneRunner(cfg)
     assert issubclass(FewShotRunner, AdapterRunner) and not issubclass(AdapterRunner, FinetuneRunner)
+    assert main(["--cfg", FINETUNE_CFG, *tiny_adapter_overrides(tiny_modelnet, tmp_path), "mode=finetune"]) == 2
+    assert "trains with mode=gdpa" in capsys.readouterr().err
+
+
+def test_a_gdpa_checkpoint_of_the_old_finetune_mode_resumes_in_gdpa():
+    from plugin.engine.modes.resume import _mode_of
+
+    gdpa = {"model": {"NAME": "GatedDualPathAdapter"}}
+    assert _mode_of({"mode": "finetune"}, gdpa) == "gdpa"
+    assert _mode_of({"mode": "finetune"}, {"model": {"NAME": "BaseCls"}}) == "finetune"
+    assert _mode_of({}, gdpa) == "train"
 
 
 def test_bad_model_or_missing_checkpoint_fail_in_one_sentence(tiny_modelnet, tmp_path, main, capsys):

@@ -7,7 +7,7 @@ from openpoints.models import build_model_from_cfg
 
 from plugin.engine import load_config
 from plugin.engine.encoder_weights import load_encoder_state, load_into_encoder
-from plugin.engine.finetune import FinetuneRunner
+from plugin.engine.modes.finetune import FinetuneRunner
 from plugin.errors import BadCheckpointError, ConfigError, UserError, WeightsNotFoundError
 
 from .conftest import DGCNN_CFG, tiny_overrides

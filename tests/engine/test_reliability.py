@@ -15,7 +15,7 @@ import torch
 from plugin.clip.text_features import text_cache_dir
 from plugin.datasets import fps_sampling
 from plugin.engine import builders, load_config
-from plugin.engine import stages as stages_module
+from plugin.engine.modes import stages as stages_module
 from plugin.engine.data import check_training_steps
 from plugin.engine.run_folder import RunFolder, discarding_fresh_folders
 from plugin.errors import ConfigError, DataNotFoundError, UserError

@@ -8,7 +8,7 @@ import pytest
 import torch
 from openpoints.models import build_model_from_cfg
 
-import plugin.engine.svm as svm_mode
+import plugin.engine.modes.svm as svm_mode
 from plugin.engine import load_config
 from plugin.engine.data import probe_loader
 

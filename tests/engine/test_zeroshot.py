@@ -8,7 +8,7 @@ import torch
 
 from plugin.clip import TINY_CLIP, depth_encoder_state, load_clip, trainable_visual_copy
 from plugin.engine import load_config
-from plugin.engine.zeroshot import zero_shot_protocol
+from plugin.engine.modes.zeroshot import zero_shot_protocol
 
 from .conftest import CLASSES, REPO
 

@@ -7,7 +7,7 @@ from openpoints.models import build_model_from_cfg
 from openpoints.utils import EasyConfig
 
 from plugin.clip import DEPTH_ENCODER_KEY, load_clip, load_depth_encoder, zero_shot_logits
-from plugin.engine.pretrain import build_pretext_optimizer
+from plugin.engine.modes.pretrain import build_pretext_optimizer
 from plugin.errors import ConfigError
 from plugin.eval import holdout_indices
 from plugin.losses import nt_xent

@@ -9,7 +9,7 @@ import torch
 from plugin.clip import DEPTH_ENCODER_KEY, load_clip, load_depth_encoder
 from plugin.datasets import RenderedViews
 from plugin.engine import load_config
-from plugin.engine.pretrain import PretrainRunner
+from plugin.engine.modes.pretrain import PretrainRunner
 from tests.engine.conftest import REPO, _load_main
 from tests.models.test_pretrain_run import tiny_views  # noqa: F401  (fixture: 8 train + 4 test objects, 3 classes)
 

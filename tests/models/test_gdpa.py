@@ -9,7 +9,7 @@ from openpoints.utils import EasyConfig
 
 import plugin  # noqa: F401  (registers the model)
 from plugin.errors import BadInputError, ConfigError
-from plugin.models.gdpa import VARIANTS, GatedDualPathAdapter, parse_logit_scale
+from plugin.models.heads.gdpa import VARIANTS, GatedDualPathAdapter, parse_logit_scale
 
 
 def identity_adapter(model: GatedDualPathAdapter, name: str) -> None:
@@ -161,7 +161,7 @@ def test_text_features_are_a_fixed_buffer_that_round_trips_in_the_state_dict():
 
 def test_one_training_step_of_the_full_pipeline_updates_only_the_adapters_and_the_gate(tmp_path):
     from plugin.clip import depth_encoder_state, load_clip, trainable_visual_copy
-    from plugin.engine.adapter import encode_paths, frozen_path_encoders
+    from plugin.engine.modes.gdpa import encode_paths, frozen_path_encoders
     from plugin.render import DepthRenderer
 
     torch.manual_seed(0)

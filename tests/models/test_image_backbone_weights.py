@@ -8,7 +8,7 @@ import timm
 import torch
 
 from plugin.errors import UserError
-from plugin.models.image_backbones import FrozenImageBackbone
+from plugin.models.backbones.image_backbones import FrozenImageBackbone
 
 from ..conftest import REPO, load_tool
 

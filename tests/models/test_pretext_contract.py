@@ -11,8 +11,8 @@ import torch
 from openpoints.utils import EasyConfig
 
 from plugin.clip import zero_shot_logits
-from plugin.engine import stages as stages_module
-from plugin.engine.pretrain import build_pretext_optimizer
+from plugin.engine.modes import stages as stages_module
+from plugin.engine.modes.pretrain import build_pretext_optimizer
 from plugin.errors import ConfigError
 from plugin.io import checkpoint_export, read_checkpoint, save_torch
 from plugin.models import CLIP2Point, PicAtPoint
@@ -112,14 +112,14 @@ def test_old_checkpoints_without_exports_name_it_by_their_keys(name, export):
     assert checkpoint_export({**state, "exports": "depth_encoder"}) == "depth_encoder"
 
 
-GDPA = ["model.NAME=GatedDualPathAdapter", "strict_keys=False"]  # finetune then trains the GDPA on E_d
+GDPA = ["model.NAME=GatedDualPathAdapter", "strict_keys=False"]  # the gdpa mode trains it on E_d
 
 
 @pytest.mark.parametrize("stages, fixture, accepted", [
     (["pretrain", "svm"], "pic_at_point", True), (["pretrain", "zeroshot"], "clip2point", True),
     (["pretrain", "svm"], "clip2point", False), (["pretrain", "fewshot"], "pic_at_point", False),
     (["pretrain", "finetune"], "clip2point", False), (["pretrain", "test"], "pic_at_point", False),
-    (["pretrain", "finetune", *GDPA], "clip2point", True), (["pretrain", "finetune", *GDPA], "pic_at_point", False)])
+    (["pretrain", "gdpa", *GDPA], "clip2point", True), (["pretrain", "gdpa", *GDPA], "pic_at_point", False)])
 def test_stages_chain_a_checkpoint_only_into_a_mode_that_reads_its_export(tiny_modelnet, tmp_path, main,  # noqa: F811
                                                                            capsys, monkeypatch, stages, fixture,
                                                                            accepted):
@@ -170,7 +170,7 @@ def _probes(tree: ast.AST):
 def test_the_engine_never_probes_a_model_with_getattr():
     found = {str(path.relative_to(REPO)): list(_probes(ast.parse(path.read_text())))
              for path in sorted(ENGINE.rglob("*.py"))}
-    assert "plugin/engine/pretrain.py" in found                          # the engine was scanned
+    assert "plugin/engine/modes/pretrain.py" in found                          # the engine was scanned
     assert not {path: probes for path, probes in found.items() if probes}
     text = "".join(path.read_text() for path in ENGINE.rglob("*.py"))
     assert "getattr(self.model" not in text and "getattr(model" not in text

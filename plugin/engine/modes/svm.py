@@ -16,17 +16,17 @@ import torch
 from openpoints.models import build_model_from_cfg
 from openpoints.models.build import MODELS
 
-from ..errors import ConfigError
-from ..eval import linear_probe, load_features, parse_pooling, pool_features, save_features
-from ..eval.linear_svm import check_search, low_shot_probe
-from ..io import file_digest, fingerprint
-from ..models import tap_features
-from . import builders
-from .batch import prepare_batch
-from .data import probe_loader, probe_transforms, progress
-from .encoder_weights import load_encoder_state, load_into_encoder
-from .registry import RUNNERS
-from .runner import Runner
+from ...errors import ConfigError
+from ...eval import linear_probe, load_features, parse_pooling, pool_features, save_features
+from ...eval.linear_svm import check_search, low_shot_probe
+from ...io import file_digest, fingerprint
+from ...models import tap_features
+from .. import builders
+from ..batch import prepare_batch
+from ..data import probe_loader, probe_transforms, progress
+from ..encoder_weights import load_encoder_state, load_into_encoder
+from ..registry import RUNNERS
+from ..runner import Runner
 
 LOGGER = logging.getLogger("plugin")
 SPLITS = ("train", "test")

@@ -1,10 +1,10 @@
-"""``fewshot`` mode and the GDPA branch of ``finetune``: train CLIP2Point's Gated Dual-Path Adapter.
+"""``gdpa`` and ``fewshot`` modes: train CLIP2Point's Gated Dual-Path Adapter.
 
 Both encoders (CLIP's visual tower and the pre-trained depth encoder) are frozen and every cloud is
 rendered from the same fixed views, so the per-view features of each split are computed once
 (:func:`extract_path_features`) and the adapter trains on them for all epochs. ``mode=fewshot``
-trains on K clouds per class of the train split (:func:`~plugin.eval.splits.draw_per_class`); ``mode=finetune`` with
-``model.NAME: GatedDualPathAdapter`` trains on the whole train split (fully supervised).
+trains on K clouds per class of the train split (:func:`~plugin.eval.splits.draw_per_class`); ``mode=gdpa``
+trains on the whole train split (fully supervised).
 
 The reported epoch is never chosen on the test split (``adapter_select``): ``last`` reports the last
 epoch; ``holdout`` holds out a seeded ``adapter_holdout`` share of the training clouds (of the K
@@ -24,32 +24,24 @@ from openpoints.models import build_model_from_cfg
 from openpoints.utils import EasyConfig
 from torch import nn
 
-from ..clip import (ClipModel, build_depth_renderer, encode_views, load_clip_from_cfg, load_depth_encoder,
+from ...clip import (ClipModel, build_depth_renderer, encode_views, load_clip_from_cfg, load_depth_encoder,
                     resolve_templates, text_cache_dir, text_classifier)
-from ..errors import BadInputError, ConfigError, WeightsNotFoundError
-from ..eval import draw_per_class, holdout_indices, logit_metrics, topk_accuracy
-from ..io import save_json
-from ..render import DepthRenderer
-from . import builders
-from .batch import prepare_batch
-from .config import optional_path
-from .data import check_training_steps, class_names_of, loader_over, probe_loader, progress
-from .registry import RUNNERS
-from .run_folder import RunFolder, load_checkpoint
-from .runner import EpochRunner, count_parameters
+from ...errors import BadInputError, ConfigError, WeightsNotFoundError
+from ...eval import draw_per_class, holdout_indices, logit_metrics, topk_accuracy
+from ...io import save_json
+from ...models.heads.gdpa import ADAPTER_NAME, RUNNER_MODEL_KEYS, is_adapter_config
+from ...render import DepthRenderer
+from .. import builders
+from ..batch import prepare_batch
+from ..config import optional_path
+from ..data import check_training_steps, class_names_of, loader_over, probe_loader, progress
+from ..registry import RUNNERS
+from ..run_folder import RunFolder, load_checkpoint
+from ..runner import EpochRunner, count_parameters
 
 LOGGER = logging.getLogger("plugin")
-ADAPTER_NAME = "GatedDualPathAdapter"
-# keys of model that configure the runner (CLIP, renderer, text head), not the adapter's constructor
-RUNNER_MODEL_KEYS = ("clip", "render", "templates", "text_cache", "class_names")
 SPLIT_FILE = "fewshot_split.json"
 SELECTIONS = ("last", "holdout")  # adapter_select: how the reported epoch is chosen (never on the test split)
-
-
-def is_adapter_config(cfg: Mapping[str, Any]) -> bool:
-    """Whether ``cfg.model`` is the Gated Dual-Path Adapter (``finetune`` then runs :class:`AdapterRunner`)."""
-    model = cfg.get("model") or {}
-    return isinstance(model, Mapping) and model.get("NAME") == ADAPTER_NAME
 
 
 def frozen_path_encoders(clip: ClipModel, pretrained_path: Optional[str], paths: Sequence[str]) -> Dict[str, nn.Module]:
@@ -169,8 +161,9 @@ def adapter_logits(model: nn.Module, features: Mapping[str, torch.Tensor], batch
                       for start in range(0, total, batch_size)])
 
 
+@RUNNERS.register_module(name="gdpa")
 class AdapterRunner(EpochRunner):
-    """Fully supervised training of :class:`~plugin.models.gdpa.GatedDualPathAdapter` (``mode=finetune``).
+    """Fully supervised training of :class:`~plugin.models.heads.gdpa.GatedDualPathAdapter` (``mode=gdpa``).
 
     Reads ``model`` (the adapter's arguments plus ``clip``: the CLIP of the CLIP path and of the text,
     ``render``: :class:`DepthRenderer` keys, ``templates``: prompt templates, ``text_cache``: folder of
@@ -192,7 +185,7 @@ class AdapterRunner(EpochRunner):
         state: a checkpoint to continue from (``resume``).
     """
 
-    resume_mode = "finetune"
+    resume_mode = "gdpa"
 
     def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
         self._check_cfg(cfg)

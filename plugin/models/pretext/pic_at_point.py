@@ -5,15 +5,15 @@ import torch
 from openpoints.models.build import MODELS, build_model_from_cfg
 from torch import nn
 
-from ..errors import ConfigError
-from ..losses import PointPictureInfoNCE
-from ..losses.info_nce import SWITCHES as LOSS_SWITCHES
-from ..render.cameras import rotation_of
-from ..render.mapping import points_to_cells
-from .base import ParamGroup, PretextModel
-from .feature_taps import tap_features
-from .image_backbones import FrozenImageBackbone
-from .projection_heads import GlobalHead, LocalImageHead, LocalPointHead, PoseEncoder
+from ...errors import ConfigError
+from ...losses import PointPictureInfoNCE
+from ...losses.info_nce import SWITCHES as LOSS_SWITCHES
+from ...render.cameras import rotation_of
+from ...render.mapping import points_to_cells
+from ..base import ParamGroup, PretextModel
+from ..backbones.feature_taps import tap_features
+from ..backbones.image_backbones import FrozenImageBackbone
+from ..heads.projection_heads import GlobalHead, LocalImageHead, LocalPointHead, PoseEncoder
 
 
 def _tap_channels(encoder: nn.Module, in_channels: int) -> Tuple[int, int]:

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Tuple
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 Tap = Callable[[nn.Module, Dict[str, torch.Tensor]], Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 FEATURE_TAPS: Dict[str, Tap] = {}

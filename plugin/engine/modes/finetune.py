@@ -2,12 +2,12 @@
 import logging
 from typing import Any, Dict
 
-from ..errors import ConfigError
-from .adapter import AdapterRunner, is_adapter_config
-from .classification import TrainRunner
-from .encoder_weights import load_encoder_state, load_into_encoder
-from .registry import RUNNERS
-from .run_folder import RunFolder
+from ...errors import ConfigError
+from ...models.heads.gdpa import is_adapter_config
+from ..encoder_weights import load_encoder_state, load_into_encoder
+from ..registry import RUNNERS
+from ..run_folder import RunFolder
+from .train import TrainRunner
 
 LOGGER = logging.getLogger("plugin")
 
@@ -16,8 +16,7 @@ LOGGER = logging.getLogger("plugin")
 class FinetuneRunner(TrainRunner):
     """Supervised training of ``cfg.model`` (``BaseCls``) whose encoder starts from ``pretrained_path``.
 
-    With ``model.NAME: GatedDualPathAdapter`` the class builds a
-    :class:`~plugin.engine.adapter.AdapterRunner` instead (CLIP2Point's fully supervised adapter).
+    CLIP2Point's adapter (``model.NAME: GatedDualPathAdapter``) trains with ``mode=gdpa`` instead.
 
     ``pretrained_path`` is a pre-training checkpoint (``encoder``), a supervised one (``model`` with
     ``encoder.*``) or a bare encoder state dict. Every encoder tensor must be in it (unexpected ones are
@@ -34,13 +33,10 @@ class FinetuneRunner(TrainRunner):
 
     resume_mode = "finetune"
 
-    def __new__(cls, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
-        # model.NAME GatedDualPathAdapter: CLIP2Point's supervised adapter training, not an encoder fine-tune
-        if cls is FinetuneRunner and is_adapter_config(cfg):
-            return AdapterRunner(cfg, folder, state)
-        return super().__new__(cls)
-
     def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
+        if is_adapter_config(cfg):
+            raise ConfigError("model.NAME GatedDualPathAdapter trains with mode=gdpa (CLIP2Point's adapter on the "
+                              "whole train split), not mode=finetune: set mode=gdpa.")
         path = cfg.get("pretrained_path")
         if not path:
             raise ConfigError("mode=finetune needs pretrained_path: set it to the ckpt_best.pth of a pre-training "

@@ -12,8 +12,8 @@ import timm
 import torch
 from torch import nn
 
-from ..errors import ConfigError, WeightsNotFoundError
-from ..io import read_checkpoint
+from ...errors import ConfigError, WeightsNotFoundError
+from ...io import read_checkpoint
 from .efficientnet_lite_weights import PACKAGE as LITE0_PACKAGE
 from .efficientnet_lite_weights import TIMM_NAME as LITE0_NAME
 from .efficientnet_lite_weights import load_efficientnet_lite0_imagenet

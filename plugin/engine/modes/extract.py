@@ -5,13 +5,13 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
-from ..io import save_npz
-from . import builders
-from .batch import prepare_batch
-from .data import probe_loader, progress
-from .encoder_weights import load_encoder_weights
-from .registry import RUNNERS
-from .runner import Runner
+from ...io import save_npz
+from .. import builders
+from ..batch import prepare_batch
+from ..data import probe_loader, progress
+from ..encoder_weights import load_encoder_weights
+from ..registry import RUNNERS
+from ..runner import Runner
 
 LOGGER = logging.getLogger("plugin")
 

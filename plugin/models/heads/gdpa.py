@@ -5,18 +5,33 @@ images of a cloud: the pre-trained depth encoder (depth path, ``D``) and CLIP's 
 path, ``C``). Only the adapters and the gate are trained; the text features are a fixed buffer.
 """
 import logging
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from openpoints.models.build import MODELS
 from torch import nn
 
-from ..errors import BadInputError, ConfigError
+from ...errors import BadInputError, ConfigError
 
 LOGGER = logging.getLogger("plugin")
+ADAPTER_NAME = "GatedDualPathAdapter"
+# keys of the adapter's model block that configure the gdpa mode (CLIP, renderer, text head), not its constructor
+RUNNER_MODEL_KEYS = ("clip", "render", "templates", "text_cache", "class_names")
 VARIANTS = ("gated", "dual", "depth_only", "clip_only", "inter_view")
 LEARNABLE = "learnable"  # model.logit_scale value for a trained temperature
+
+
+def is_adapter_config(cfg: Mapping[str, Any]) -> bool:
+    """Whether ``cfg.model`` is the Gated Dual-Path Adapter (trained by the ``gdpa`` and ``fewshot`` modes).
+
+    Args:
+        cfg: a run config.
+    """
+    model = cfg.get("model") or {}
+    return isinstance(model, Mapping) and model.get("NAME") == ADAPTER_NAME
+
+
 # the encoder paths each variant reads
 PATHS = {"gated": ("clip", "depth"), "dual": ("clip", "depth"), "depth_only": ("depth",),
          "clip_only": ("clip",), "inter_view": ("depth",)}

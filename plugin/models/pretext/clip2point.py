@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from openpoints.models.build import MODELS
 
-from ..clip import (ClipModel, build_depth_renderer, depth_encoder_state, encode_views, load_clip_from_cfg,
+from ...clip import (ClipModel, build_depth_renderer, depth_encoder_state, encode_views, load_clip_from_cfg,
                     load_depth_encoder, resolve_templates, text_classifier, trainable_visual_copy, zero_shot_logits)
-from ..errors import BadInputError, ConfigError
-from ..losses import SigmaBalancedLoss
-from ..render.depth_renderer import render_depth
-from ..render.view_sets import DISTANCE_JITTER, sample_distance_scales, scale_camera_distance
-from .base import Batch, PretextModel, batch_of
+from ...errors import BadInputError, ConfigError
+from ...losses import SigmaBalancedLoss
+from ...render.depth_renderer import render_depth
+from ...render.view_sets import DISTANCE_JITTER, sample_distance_scales, scale_camera_distance
+from ..base import Batch, PretextModel, batch_of
 
 LOGGER = logging.getLogger("plugin")
 

@@ -24,29 +24,23 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from openpoints.models.build import MODELS
 
-from ..errors import ConfigError, DataNotFoundError, WeightsNotFoundError
-from ..io import checkpoint_export, read_checkpoint
-from ..models.base import PretextModel
-from .adapter import is_adapter_config
-from .config import load_config
-from .registry import RUNNERS, runner_for
-from .runner import Runner
+from ...errors import ConfigError, DataNotFoundError, WeightsNotFoundError
+from ...io import checkpoint_export, read_checkpoint
+from ...models.base import PretextModel
+from ..config import load_config
+from ..registry import RUNNERS, runner_for
+from ..runner import Runner
 
 LOGGER = logging.getLogger("plugin")
 CHECKPOINT_KEY = {"svm": "load_path", "extract": "load_path", "test": "load_path", "finetune": "pretrained_path",
-                  "zeroshot": "pretrained_path", "fewshot": "pretrained_path"}
+                  "zeroshot": "pretrained_path", "fewshot": "pretrained_path",
+                  "gdpa": "pretrained_path"}
 # the export a mode reads from the chained checkpoint; None: a whole model's checkpoint (``test``), no export
 READS = {"svm": "encoder", "extract": "encoder", "test": None, "finetune": "encoder", "zeroshot": "depth_encoder",
-         "fewshot": "depth_encoder"}
+         "fewshot": "depth_encoder", "gdpa": "depth_encoder"}
 EXPORTED_BY = {"encoder": "PicAtPoint", "depth_encoder": "CLIP2Point"}  # for the messages
 
 
-def reads(stage: str, stage_cfg: Mapping[str, Any]) -> Optional[str]:
-    """The export ``stage`` reads from a chained checkpoint: :data:`READS`, except that ``finetune`` with
-    ``model.NAME: GatedDualPathAdapter`` trains CLIP2Point's adapter on a ``depth_encoder``."""
-    if stage == "finetune" and is_adapter_config(stage_cfg):
-        return "depth_encoder"
-    return READS.get(stage)
 
 
 @RUNNERS.register_module(name="stages")
@@ -67,7 +61,7 @@ class StagesRunner(Runner):
             LOGGER.info(f"===== stage {number}/{len(self.stages)}: {stage} =====")
             chained = []
             if checkpoint and stage in CHECKPOINT_KEY:
-                check_export(checkpoint, stage, number, reads(stage, stage_config(self.cfg, stage)))
+                check_export(checkpoint, stage, number, READS.get(stage))
                 chained = [f"{CHECKPOINT_KEY[stage]}={checkpoint}"]
             results[stage] = runner_for(stage)(stage_config(self.cfg, stage, *chained)).run()
             self.folder.keep()  # it logs a finished stage now
@@ -154,9 +148,9 @@ def check_workflow(cfg: Mapping[str, Any]) -> List[str]:
         if stage == "pretrain":
             export = planned_export(config)
             planned = (number, export) if export else None
-        elif planned and stage in CHECKPOINT_KEY and planned[1] != reads(stage, config):
+        elif planned and stage in CHECKPOINT_KEY and planned[1] != READS.get(stage):
             source = f"the checkpoint of stage {planned[0]} (pretrain)"
-            raise ConfigError(_misfit(number, stage, reads(stage, config), source, f"will export '{planned[1]}'"))
+            raise ConfigError(_misfit(number, stage, READS.get(stage), source, f"will export '{planned[1]}'"))
     return stages
 
 

@@ -1,0 +1,6 @@
+"""The modes of ``tools/main.py``, one module each; importing them registers them in ``RUNNERS``.
+
+A mode imports the shared engine modules (runner, loop, data, builders, config, run folders), never
+another mode for its helpers.
+"""
+from . import extract, finetune, gdpa, pretrain, resume, stages, svm, test, train, zeroshot  # noqa: F401

@@ -1,0 +1,1 @@
+"""Projection heads and adapters put on top of encoders."""

@@ -1,0 +1,1 @@
+"""Pretext models, one module per method (each follows :mod:`plugin.models.base`)."""
