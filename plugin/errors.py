@@ -31,3 +31,7 @@ class BadInputError(UserError, ValueError):
 
 class BadCheckpointError(UserError, ValueError):
     """A checkpoint file is corrupt, foreign, or unsafe to unpickle; the message names the key to set."""
+
+
+class TrainingDivergedError(UserError, FloatingPointError):
+    """The training loss became NaN or infinite; ``ckpt_latest.pth`` still holds the last finished epoch."""

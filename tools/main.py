@@ -3,6 +3,9 @@
 ``mode`` (in the YAML or as ``mode=...``) picks a runner from ``plugin.engine.RUNNERS``. Errors the
 user can fix are printed as one sentence (exit status 2) instead of a traceback, and the run folder
 such an error ended before any checkpoint or metrics is removed.
+
+Several processes: ``torchrun --nproc_per_node=N tools/main.py --cfg ...`` trains with DDP (modes
+``train``, ``finetune``, ``pretrain`` and their ``resume``); ``batch_size`` is per process.
 """
 import argparse
 import os
@@ -18,12 +21,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from plugin.engine import load_config, runner_for
+    from plugin.engine.builders import select_device
+    from plugin.engine.distributed import close_distributed, init_distributed
     from plugin.engine.run_folder import discarding_fresh_folders
     from plugin.errors import UserError
     from plugin.ops import PointOpsInputError
 
     try:
         cfg = load_config(args.cfg, args.overrides)
+        init_distributed(select_device(cfg).type)  # joins the processes of torchrun; nothing for one process
         with discarding_fresh_folders((UserError, PointOpsInputError)):
             runner_for(cfg.mode)(cfg).run()
     except (UserError, PointOpsInputError) as e:
@@ -33,6 +39,8 @@ def main(argv=None) -> int:
         print("interrupted: the last finished epoch is in ckpt_latest.pth; continue with mode=resume.",
               file=sys.stderr)
         return 130
+    finally:
+        close_distributed()
     return 0
 
 

@@ -1,13 +1,20 @@
 """Config loading the PointNeXt way, with validation of keys.
 
-A config is OpenPoints' :class:`EasyConfig` loaded with ``recursive=True``: the experiment file is
-layered over every ``default.yaml`` found in its folder and the folders above it (``cfgs/default.yaml``
-first). Command-line ``key=value`` overrides are applied last.
+A config is OpenPoints' :class:`EasyConfig` layered as its ``load(recursive=True)`` does: the experiment file
+over every ``default.yaml`` found in its folder and the folders above it (``cfgs/default.yaml`` first).
+Command-line ``key=value`` overrides are applied last.
 
 Validation: a top-level key of the experiment file, and every override, must name a key that the
 defaults define (``cfgs/default.yaml`` documents them all). An override that adds a new key on
 purpose is written ``+key=value``. A wrong key raises :class:`~plugin.errors.ConfigError` listing the
 valid choices.
+
+Includes: a mapping's ``_include`` key (a path or a list of paths, relative to the folder of the file that
+holds it) names YAML fragments merged under that mapping: the fragments in order, then the mapping's own
+keys over them, nested mappings merged key by key as layers over the defaults are. Fragments may include
+others (a cycle is refused) and live in ``cfgs/_blocks/``; they work at the top level of experiment files,
+``default.yaml`` files and fragments, and inside nested blocks such as ``stage_cfgs.<mode>``. A fragment
+included at the top level is checked like the file including it. ``_include`` never reaches the config.
 
 Values: the documented keys are checked for type and range (:mod:`.config_values`); nested keys
 against the constructors of the classes their blocks configure (:mod:`.config_keys`).
@@ -20,7 +27,7 @@ its class takes (the others configure another stage's model). Loading a workflow
 loads every stage's config too, so a wrong nested key fails before the first stage starts.
 """
 import os
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
 
 import yaml
 from openpoints.utils import EasyConfig
@@ -31,7 +38,7 @@ from .config_values import validate_values
 
 
 def _default_chain(cfg_path: str) -> List[str]:
-    """The ``default.yaml`` files that ``EasyConfig.load(recursive=True)`` layers under ``cfg_path``."""
+    """The ``default.yaml`` files layered under ``cfg_path``, nearest first (``EasyConfig.load(recursive=True)``'s)."""
     chain, folder = [], os.path.dirname(os.path.abspath(cfg_path))
     while True:
         candidate = os.path.join(folder, "default.yaml")
@@ -43,7 +50,8 @@ def _default_chain(cfg_path: str) -> List[str]:
         folder = parent
 
 
-def _read_yaml(path: str) -> dict:
+def _read_yaml(path: str, included_by: Optional[str] = None) -> dict:
+    """The mapping in the YAML file ``path`` ({} when empty); ``included_by`` names its includer in errors."""
     try:
         with open(path) as f:
             content = yaml.safe_load(f)
@@ -51,8 +59,68 @@ def _read_yaml(path: str) -> dict:
         raise ConfigError(f"{path} is not valid YAML ({e.__class__.__name__} at "
                           f"{getattr(e, 'problem_mark', '?')}): fix the syntax of that file.") from None
     if content is not None and not isinstance(content, dict):
-        raise ConfigError(f"{path} must hold a mapping of keys to values, not a {type(content).__name__}.")
+        where = f" (it is included by {included_by})" if included_by else ""
+        raise ConfigError(f"{path} must hold a mapping of keys to values, not a {type(content).__name__}{where}.")
     return content or {}
+
+
+INCLUDE = "_include"  # a mapping's key naming the YAML fragments merged under it (see the module docstring)
+
+
+def _merge(base: Dict[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
+    """Merge ``over`` into ``base`` in place as ``EasyConfig.update`` does: mappings key by key, the rest replaced."""
+    for key, value in over.items():
+        if isinstance(value, Mapping):
+            if not isinstance(base.get(key), dict):
+                base[key] = {}
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _resolve(block: Mapping[str, Any], path: str, includers: Sequence[str],
+             known: Optional[Set[str]] = None) -> Dict[str, Any]:
+    """``block`` with the fragments its ``_include`` names merged under it, in every nested mapping too.
+
+    Args:
+        block: a mapping read from the file ``path``.
+        path: that file; include paths are relative to its folder.
+        includers: the files including ``path``, outermost first, and ``path`` last (one named again is a cycle).
+        known: the valid top-level keys when ``block`` is a file's top level and they are checked (None: not).
+    """
+    names = block.get(INCLUDE) or []
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ConfigError(f"{INCLUDE} in {path} is {names!r}: set it to a path or a list of paths of YAML "
+                          f"fragments, relative to the folder of {path}.")
+    merged: Dict[str, Any] = {}
+    for name in names:
+        fragment = os.path.normpath(os.path.join(os.path.dirname(path), name))
+        seen = [os.path.abspath(p) for p in includers]
+        if os.path.abspath(fragment) in seen:
+            cycle = [*includers[seen.index(os.path.abspath(fragment)):], fragment]
+            raise ConfigError(f"{fragment} includes itself ({' -> '.join(cycle)}): remove one of the {INCLUDE} "
+                              f"entries of this cycle.")
+        if not os.path.isfile(fragment):
+            raise ConfigError(f"{path} includes '{name}', but {fragment} does not exist: fix that {INCLUDE} "
+                              f"entry (paths are relative to the folder of the file that includes them).")
+        _merge(merged, _resolve(_read_yaml(fragment, path), fragment, [*includers, fragment], known))
+    for key in block:
+        if known and key != INCLUDE and key not in known:
+            raise ConfigError(unknown_key_message(key, known, path))
+    return _merge(merged, {key: _resolve(value, path, includers) if isinstance(value, Mapping) else value
+                           for key, value in block.items() if key != INCLUDE})
+
+
+def resolve_includes(path: str, known: Optional[Set[str]] = None) -> Dict[str, Any]:
+    """The mapping in the YAML file ``path`` with the fragments its ``_include`` keys name merged in.
+
+    Args:
+        path: a config file (experiment, ``default.yaml`` or fragment).
+        known: the valid top-level keys, checked in ``path`` and its top-level fragments; None: not checked.
+    """
+    return _resolve(_read_yaml(path), path, [os.path.normpath(path)], known)
 
 
 YAML_NULLS = ("null", "~")  # an override's value spelled as YAML's null means None, as in the files
@@ -99,15 +167,11 @@ def load_config(cfg_path: str, overrides: Sequence[str] = ()) -> EasyConfig:
     if not os.path.isfile(cfg_path):
         raise ConfigError(f"Config file '{cfg_path}' does not exist: pass an existing YAML with --cfg, "
                           f"for example cfgs/modelnet40/pointnext-s.yaml.")
-    chain = _default_chain(cfg_path)
-    known = set()
-    for default in chain:
-        known.update(_read_yaml(default))
-    for key in _read_yaml(cfg_path):
-        if known and key not in known:
-            raise ConfigError(unknown_key_message(key, known, cfg_path))
+    defaults = [resolve_includes(path) for path in reversed(_default_chain(cfg_path))]  # cfgs/default.yaml first
+    known = {key for default in defaults for key in default}
     cfg = EasyConfig()
-    cfg.load(cfg_path, recursive=True)
+    for layer in [*defaults, resolve_includes(cfg_path, known)]:
+        cfg.update(layer)
     # stage_cfgs.* overrides first, then the effective mode's stage block, then the other overrides
     stage_overrides = [o for o in overrides if o.lstrip("-+").startswith("stage_cfgs.")]
     apply_overrides(cfg, stage_overrides)

@@ -40,6 +40,11 @@ VALUE_RULES = {
     "device": ((lambda v: isinstance(v, str) and _DEVICE.fullmatch(v) is not None), "auto, cpu, cuda or cuda:N",
                False),
     "strict_keys": ((lambda v: isinstance(v, bool)), "True or False", False),
+    "grad_accum_steps": (*_integer(1), False),
+    "sched_on_epoch": ((lambda v: isinstance(v, bool)), "True or False", False),
+    "amp": ((lambda v: v is False or v in ("auto", "bf16", "fp16", "off")), "auto, bf16, fp16 or off", False),
+    "train.select": ((lambda v: v in ("holdout", "last")), "holdout or last", False),
+    "train.holdout": ((lambda v: isinstance(v, float) and 0 < v < 1), "a share in (0, 1)", False),
 }
 
 

@@ -6,8 +6,11 @@ adapters) read splits unaugmented through :func:`probe_loader`.
 """
 import copy
 import inspect
+import random
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
+import torch
 from openpoints.dataset import build_dataloader_from_cfg
 from openpoints.dataset.build import DATASETS
 from openpoints.transforms.transforms_factory import DataTransforms
@@ -18,6 +21,23 @@ from tqdm import tqdm
 from ..datasets.rendered_views import PointCloudUnitSphere
 from ..errors import ConfigError, DataNotFoundError
 from .builders import check_name
+from .distributed import current
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed NumPy and ``random`` in a loader worker from torch's seed of that worker.
+
+    The loader draws a new base seed from torch's RNG every epoch and adds the worker id, so workers
+    and epochs draw different augmentations, and a seeded (or resumed) run draws the same ones again.
+    OpenPoints' own ``worker_init_fn`` reseeds NumPy from the parent's state, which is the same every
+    epoch: each epoch would repeat the previous epoch's augmentations.
+
+    Args:
+        worker_id: the worker's index (already part of torch's seed).
+    """
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def progress(iterable, desc: str, **kwargs: Any) -> tqdm:
@@ -28,6 +48,7 @@ def progress(iterable, desc: str, **kwargs: Any) -> tqdm:
         desc: the bar's label.
         **kwargs: further ``tqdm`` arguments (``unit``, ``initial``, ``total``).
     """
+    kwargs.setdefault("disable", not current().is_main)  # one bar per run under DDP
     return tqdm(iterable, desc=desc, dynamic_ncols=True, leave=False, mininterval=1.0, **kwargs)
 
 
@@ -80,6 +101,7 @@ def build_dataloader(cfg: Dict[str, Any], split: str, batch_size: Optional[int] 
     loader = build_dataloader_from_cfg(batch_size, copy.deepcopy(cfg.dataset), cfg.dataloader,
                                        datatransforms_cfg=cfg.get("datatransforms"), split=split,
                                        distributed=False)
+    loader.worker_init_fn = seed_worker
     if shuffle is not None and shuffle != (split == "train"):
         loader = loader_over(loader, shuffle=shuffle, drop_last=False)
     return loader

@@ -33,6 +33,7 @@ import yaml
 
 from ..errors import BadCheckpointError, UserError
 from ..io import read_checkpoint, save_json, save_text, save_torch, writing
+from .distributed import broadcast_object, current
 
 LOGGER = logging.getLogger("plugin")
 
@@ -67,6 +68,10 @@ class RunFolder:
         self.config_key = config_key
         self.fresh = False  # see the module docstring; only create() makes a fresh folder
         self._made_parents: List[str] = []
+        self.writer = current().is_main  # under DDP only rank 0 writes; the others log warnings only
+        if not self.writer:
+            LOGGER.setLevel(logging.WARNING)
+            return
         with writing(path, config_key):
             os.makedirs(path, exist_ok=True)
             self._take_lock()
@@ -77,8 +82,11 @@ class RunFolder:
         """A new folder ``root_dir/task/exp-YYYYmmdd-HHMMSS`` (suffixed ``-N`` if that exists).
 
         The folder is made with an exclusive ``mkdir``, so concurrent runs never share one. It is fresh
-        (see the module docstring) until its first checkpoint or metrics.
+        (see the module docstring) until its first checkpoint or metrics. Under DDP rank 0 makes it and
+        the other ranks receive its path.
         """
+        if not current().is_main:
+            return cls(broadcast_object(None), "root_dir")
         parent = os.path.join(root_dir, task)
         made = _missing_folders(parent)
         base = os.path.join(parent, f"{exp}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -91,7 +99,7 @@ class RunFolder:
                     break
                 except FileExistsError:
                     path, n = f"{base}-{n}", n + 1
-        folder = cls(path, "root_dir")
+        folder = cls(broadcast_object(path), "root_dir")
         folder.fresh, folder._made_parents = True, made
         if _WATCHED:
             _WATCHED[-1].append(folder)
@@ -124,6 +132,8 @@ class RunFolder:
 
     def sweep_partial_writes(self) -> None:
         """Remove the temporary files of writes a killed process left behind (only the lock holder calls it)."""
+        if not self.writer:
+            return
         for tmp in glob.glob(os.path.join(glob.escape(self.path), ".*.tmp")):
             os.remove(tmp)
             LOGGER.info(f"removed {os.path.basename(tmp)}, the leftover of an interrupted write")
@@ -152,6 +162,8 @@ class RunFolder:
 
     def release(self) -> None:
         """Free the folder's lock if this process holds it."""
+        if not self.writer:
+            return
         lock = self.file(LOCK_FILE)
         if _read_lock(lock) == {"pid": os.getpid(), "host": socket.gethostname()}:
             with contextlib.suppress(FileNotFoundError):
@@ -163,6 +175,8 @@ class RunFolder:
 
     def discard(self) -> None:
         """Remove the folder, and the parents :meth:`create` made for it if they are empty."""
+        if not self.writer:
+            return
         self.release()
         inside = os.path.abspath(self.path) + os.sep
         for handler in list(LOGGER.handlers):
@@ -195,19 +209,24 @@ class RunFolder:
 
     def save_cfg(self, cfg: Dict[str, Any]) -> None:
         """Write the merged config as ``cfg.yaml``."""
+        if not self.writer:
+            return
         plain = cfg.dict() if hasattr(cfg, "dict") else dict(cfg)
         save_text(yaml.safe_dump(plain, sort_keys=False), self.file("cfg.yaml"), self.config_key)
 
     def save_metrics(self, metrics: Dict[str, Any]) -> None:
         """Write the final figures as ``metrics.json`` (strict JSON: NaN and infinities become null)."""
+        if not self.writer:
+            return
         save_json(metrics, self.file("metrics.json"), self.config_key)
         self.keep()
 
     def save_checkpoint(self, state: Dict[str, Any], name: str = "ckpt_latest.pth") -> str:
         """Atomically write a checkpoint ``state`` under ``name`` (refused when it cannot fit); returns its path."""
         path = self.file(name)
-        save_torch(state, path, self.config_key)
-        self.keep()
+        if self.writer:
+            save_torch(state, path, self.config_key)
+            self.keep()
         return path
 
 

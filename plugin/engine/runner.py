@@ -1,13 +1,16 @@
 """The base class of every mode: device, seed, run folder, and the model's input channels."""
 import logging
 import time
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..io import restore_rng_state, rng_state_for_checkpoint
 from . import builders
+from .distributed import current, process_device
+from .loop import Hook, LoopSettings, Selection, StepFn, TrainingLoop
 from .run_folder import RunFolder
 
 LOGGER = logging.getLogger("plugin")
@@ -21,10 +24,17 @@ class Runner:
         folder: the run folder to use; a new ``log/<task>/<exp>-<time>/`` by default.
     """
 
+    distributed = False  # whether the mode trains in several processes under torchrun (DDP)
+
     def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None):
         self.cfg = cfg
-        builders.seed_everything(cfg.get("seed"))
-        self.device = builders.select_device(cfg)
+        self.dist = current()
+        if self.dist.enabled and not self.distributed:
+            raise ConfigError(f"mode={cfg.mode} runs in one process: start it with python tools/main.py, not torchrun "
+                              f"(train, finetune and pretrain run under DDP).")
+        # each rank draws its own augmentations; DDP gives every rank rank 0's initial weights
+        builders.seed_everything(None if cfg.get("seed") is None else int(cfg.seed) + self.dist.rank)
+        self.device = process_device(self.dist, builders.select_device(cfg))
         if folder is None:  # a new run; a resumed one keeps the cfg.yaml it was started with
             folder = RunFolder.create(cfg.root_dir, cfg.task, cfg.exp)
             folder.save_cfg(cfg)
@@ -59,31 +69,70 @@ class Runner:
 
 
 class EpochRunner(Runner):
-    """A runner that trains for ``epochs`` and continues from its ``ckpt_latest.pth`` (``mode=resume``).
+    """A runner that trains for ``epochs`` with :class:`~plugin.engine.loop.TrainingLoop` and continues from its
+    ``ckpt_latest.pth`` (``mode=resume``).
 
-    Subclasses build ``self.model`` and ``self.optimizer``, call :meth:`restore` with a resumed
-    checkpoint, and write checkpoints made by :meth:`checkpoint_state`. ``resume_mode`` names the
-    mode that continues their checkpoints.
+    Subclasses build ``self.model``, ``self.optimizer`` and ``self.scheduler``, call :meth:`restore` with a
+    resumed checkpoint, and train with the loop of :meth:`make_loop`, whose checkpoints hold
+    :meth:`checkpoint_state` plus :meth:`checkpoint_extra`. ``resume_mode`` names the mode that continues
+    their checkpoints.
     """
 
     resume_mode = ""
     start_epoch = 1
+    resumed: Optional[Dict[str, Any]] = None
 
     def checkpoint_state(self, epoch: int, **extra: Any) -> Dict[str, Any]:
-        """Model, optimizer, epoch, RNG states, config and ``extra`` figures, after ``epoch`` finished."""
+        """Model, optimizer, epoch, RNG states, config and ``extra`` entries, after ``epoch`` finished."""
         return {"mode": self.resume_mode, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "epoch": epoch, "rng": rng_state_for_checkpoint(),
                 "seconds": self.elapsed(),
                 "cfg": self.cfg.dict(), **{key: _plain(value) for key, value in extra.items()}}
 
+    def checkpoint_extra(self) -> Dict[str, Any]:
+        """Entries a mode adds to its checkpoints (its export, its split); none by default."""
+        return {}
+
     def restore(self, state: Dict[str, Any]) -> None:
-        """Continue from ``state``: weights, optimizer, RNG states, and the next epoch."""
+        """Continue from ``state``: weights, optimizer, RNG states, and the next epoch (the loop's state
+        is given to the loop :meth:`make_loop` builds)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         restore_rng_state(state["rng"])
         self.start_epoch = state["epoch"] + 1
+        if self.dist.rank and self.cfg.get("seed") is not None:  # the checkpoint holds rank 0's RNG states
+            builders.seed_everything(int(self.cfg.seed) + self.dist.rank + 7919 * self.start_epoch)
         self.seconds_before = float(state.get("seconds", 0.0))
+        self.resumed = state
         LOGGER.info(f"resumed after epoch {state['epoch']}")
+
+    def legacy_selection(self, state: Dict[str, Any]) -> Dict[str, Any]:
+        """The selection state of a checkpoint written before the loop stored its own (``best``, ``best_epoch``)."""
+        return {"best": state.get("best", float("nan")), "best_epoch": state.get("best_epoch", 0)}
+
+    def make_loop(self, step: StepFn, selection: Selection, validate: Optional[Callable[[int], Dict[str, float]]] = None,
+                  hooks: Sequence[Hook] = (), desc: str = "epoch", model: Optional[torch.nn.Module] = None) -> TrainingLoop:
+        """The training loop of this run, with the resumed checkpoint's loop state.
+
+        Args:
+            step: ``step(batch) -> (loss, logs)``.
+            selection: the ``ckpt_best.pth`` rule.
+            validate: ``validate(epoch) -> figures`` (None: no validation).
+            hooks: behaviour added to the loop.
+            desc: the progress bar's label.
+            model: what ``step`` runs, if not ``self.model`` (its parameters are clipped).
+        """
+        loop = TrainingLoop(self.model if model is None else model, self.optimizer, self.scheduler,
+                            LoopSettings.from_cfg(self.cfg), self.device, step, self._save, selection, validate,
+                            hooks, desc)
+        if self.resumed is not None:
+            loop.load_state_dict(self.resumed.get("loop") or {"selection": self.legacy_selection(self.resumed)})
+        if loop.amp_dtype is not None:
+            LOGGER.info(f"mixed precision: {loop.amp_dtype} autocast on {self.device.type}")
+        return loop
+
+    def _save(self, name: str, epoch: int, loop_state: Dict[str, Any]) -> None:
+        self.folder.save_checkpoint(self.checkpoint_state(epoch, loop=loop_state, **self.checkpoint_extra()), name)
 
 
 def _plain(value: Any) -> Any:

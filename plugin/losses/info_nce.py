@@ -15,6 +15,7 @@ from openpoints.loss.build import LOSS
 from torch import nn
 
 from ..errors import ConfigError
+from .global_batch import gather_rows
 
 
 def local_info_nce(point_emb: torch.Tensor, image_emb: torch.Tensor, cells: torch.Tensor,
@@ -45,13 +46,17 @@ def local_info_nce(point_emb: torch.Tensor, image_emb: torch.Tensor, cells: torc
 def global_info_nce(point_emb: torch.Tensor, image_emb: torch.Tensor, tau: float) -> torch.Tensor:
     """Global InfoNCE: object i's 3D embedding against the m image embeddings, positive i (Eq. 3).
 
+    Under DDP the image embeddings of every process are the candidates (:func:`.global_batch.gather_rows`),
+    so the negatives span the global batch.
+
     Args:
         point_emb: (m, d) normalised global 3D embeddings.
         image_emb: (m, d) normalised global image embeddings of the same objects' views.
         tau: temperature.
     """
-    logits = point_emb @ image_emb.t() / tau
-    return F.cross_entropy(logits, torch.arange(point_emb.shape[0], device=point_emb.device))
+    candidates, first = gather_rows(image_emb)
+    logits = point_emb @ candidates.t() / tau
+    return F.cross_entropy(logits, first + torch.arange(point_emb.shape[0], device=point_emb.device))
 
 
 SWITCHES = ("tau", "use_local", "use_global")

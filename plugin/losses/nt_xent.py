@@ -14,6 +14,7 @@ from openpoints.loss.build import LOSS
 from torch import nn
 
 from ..errors import BadInputError, ConfigError
+from .global_batch import gather_rows
 
 
 def nt_xent(a: torch.Tensor, b: torch.Tensor, tau: float = 0.7, tau_key: str = "tau") -> torch.Tensor:
@@ -25,7 +26,8 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, tau: float = 0.7, tau_key: str = "
         l_i = -log( exp(s_{i,p(i)}) / sum_{k != i} exp(s_ik) ),      L = 1/(2B) sum_i l_i
 
     so each of the 2B samples has one positive (its pair) and 2B - 2 negatives (every other sample of
-    both modalities). The definition is symmetric in ``a`` and ``b``.
+    both modalities). The definition is symmetric in ``a`` and ``b``. Under DDP the k run over the rows
+    of every process (:func:`.global_batch.gather_rows`): B is the global batch.
 
     Args:
         a: (B, D) features of the first view/modality (normalised inside; B >= 1).
@@ -41,14 +43,15 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, tau: float = 0.7, tau_key: str = "
                          f"{tuple(b.shape)}: pass paired features row by row.")
     if not tau > 0:
         raise ConfigError(f"nt_xent temperature is {tau}: set {tau_key} to a positive number (the paper uses 0.7).")
-    batch = a.shape[0]
-    z = F.normalize(torch.cat([a, b], dim=0), dim=1)
-    logits = z @ z.t() / tau
-    self_mask = torch.eye(2 * batch, dtype=torch.bool, device=z.device)
-    logits = logits.masked_fill(self_mask, float("-inf"))             # k != i in the denominator
-    index = torch.arange(batch, device=z.device)
-    positives = torch.cat([index + batch, index])
-    return F.cross_entropy(logits, positives)
+    (all_a, first), (all_b, _) = gather_rows(a), gather_rows(b)
+    total = all_a.shape[0]                                            # the global batch
+    rows = F.normalize(torch.cat([a, b], dim=0), dim=1)               # this process's 2B rows
+    z = F.normalize(torch.cat([all_a, all_b], dim=0), dim=1)
+    logits = rows @ z.t() / tau
+    index = first + torch.arange(a.shape[0], device=z.device)         # this process's rows among all
+    own = torch.cat([index, index + total])
+    logits[torch.arange(len(own), device=z.device), own] = float("-inf")  # k != i in the denominator
+    return F.cross_entropy(logits, torch.cat([index + total, index]))
 
 
 @LOSS.register_module()

@@ -1,9 +1,10 @@
-"""Pretext models, heads and encoder feature taps (registered in OpenPoints ``MODELS``)."""
-from .base import ParamGroup, PretextModel
-from .pretext.clip2point import CLIP2Point
+"""Pretext models, heads and encoder feature taps (registered in OpenPoints ``MODELS``), and model EMA."""
 from .backbones.feature_taps import FEATURE_TAPS, register_tap, tap_features
+from .base import ParamGroup, PretextModel
+from .ema import ModelEma, MomentumSchedule, build_ema
 from .heads.gdpa import GatedDualPathAdapter
+from .pretext.clip2point import CLIP2Point
 from .pretext.pic_at_point import PicAtPoint
 
-__all__ = ["CLIP2Point", "FEATURE_TAPS", "GatedDualPathAdapter", "ParamGroup", "PicAtPoint", "PretextModel",
-           "register_tap", "tap_features"]
+__all__ = ["CLIP2Point", "FEATURE_TAPS", "GatedDualPathAdapter", "ModelEma", "MomentumSchedule", "ParamGroup",
+           "PicAtPoint", "PretextModel", "build_ema", "register_tap", "tap_features"]

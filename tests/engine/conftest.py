@@ -37,3 +37,10 @@ def main():
 
 
 DGCNN_CFG = str(REPO / "cfgs" / "modelnet40" / "dgcnn.yaml")
+
+
+def only_run(root: Path) -> Path:
+    """The one run folder under ``root/modelnet40``."""
+    runs = [p for p in (root / "modelnet40").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]

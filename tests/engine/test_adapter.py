@@ -7,13 +7,14 @@ import torch
 
 from plugin.clip import depth_encoder_state, load_clip, trainable_visual_copy
 from plugin.engine import load_config, runner_for
-from plugin.engine.modes.gdpa import AdapterRunner, FewShotRunner, adapter_logits, train_adapter_epoch
+from plugin.engine.loop import LoopSettings, Selection, TrainingLoop
+from plugin.engine.modes.gdpa import AdapterRunner, FeatureBatches, FewShotRunner, adapter_logits
 from plugin.engine.modes.finetune import FinetuneRunner
 from plugin.errors import ConfigError
 from plugin.eval import draw_per_class
 from plugin.models.heads.gdpa import GatedDualPathAdapter
 
-from .conftest import DGCNN_CFG, REPO
+from .conftest import DGCNN_CFG, REPO, only_run
 
 FEWSHOT_CFG = str(REPO / "cfgs" / "modelnet40" / "clip2point-gdpa-fewshot.yaml")
 FINETUNE_CFG = str(REPO / "cfgs" / "modelnet40" / "clip2point-gdpa-finetune.yaml")
@@ -26,12 +27,6 @@ def tiny_adapter_overrides(data_dir, root_dir, *extra):
             "model.clip.pretrained=none", "pretrained_path=None", "dataset.common.num_points=128",
             "num_points=128", "num_classes=3", "epochs=2", "batch_size=4", "val_batch_size=12", "lr=0.01",
             "model.render.dilation=1", "model.text_cache=None", *extra]
-
-
-def only_run(root):
-    runs = [p for p in (root / "modelnet40").iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
 
 
 def test_fewshot_split_has_k_per_class_and_depends_only_on_the_seed():
@@ -124,7 +119,7 @@ def test_epoch_selection_never_reads_the_test_split(tiny_modelnet, tmp_path, mai
     import plugin.engine.modes.gdpa as adapter
 
     events = []
-    probe_loader, train_epoch = adapter.probe_loader, adapter.train_adapter_epoch
+    probe_loader, batches = adapter.probe_loader, adapter.FeatureBatches.__iter__
 
     def spy_loader(cfg, split, *args, **kwargs):
         events.append(("loader", split, cfg.dataset[split].get("split", split)))
@@ -132,10 +127,10 @@ def test_epoch_selection_never_reads_the_test_split(tiny_modelnet, tmp_path, mai
 
     def spy_epoch(*args, **kwargs):
         events.append(("epoch",))
-        return train_epoch(*args, **kwargs)
+        return batches(*args, **kwargs)
 
     monkeypatch.setattr(adapter, "probe_loader", spy_loader)
-    monkeypatch.setattr(adapter, "train_adapter_epoch", spy_epoch)
+    monkeypatch.setattr(adapter.FeatureBatches, "__iter__", spy_epoch)
     args = ["--cfg", FEWSHOT_CFG, *tiny_adapter_overrides(tiny_modelnet, tmp_path, "fewshot.shots=4",
                                                           f"adapter_select={selection}", "adapter_holdout=0.25")]
     assert main(args) == 0
@@ -220,9 +215,24 @@ def test_adapter_learns_a_separable_constructed_case(one_thread):
     model.set_text_features(torch.randn(classes, dim))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     criterion = torch.nn.CrossEntropyLoss()
-    accuracy = [train_adapter_epoch(model, features, labels, criterion, optimizer, 16)[1] for _ in range(30)]
+
+    def step(batch):
+        paths, y = batch
+        logits = model(**paths)
+        return criterion(logits, y), {"top1": 100.0 * float((logits.argmax(1) == y).float().mean())}
+
+    loop = TrainingLoop(model, optimizer, _NoScheduler(), LoopSettings(epochs=30, amp="off"), torch.device("cpu"),
+                        step, save=lambda *args: None, selection=Selection(None))
+    accuracy = [loop.train_epoch(FeatureBatches(features, labels, 16), epoch)["top1"] for epoch in range(1, 31)]
     assert accuracy[-1] >= 95.0 and accuracy[-1] > accuracy[0] + 30  # chance is 25 %
     held_out = torch.arange(classes).repeat_interleave(10)
     predicted = adapter_logits(model, sample(held_out), 16).argmax(dim=1)
     assert (predicted == held_out).float().mean() >= 0.9
     assert float(model.gate.detach()) != 1.0  # the gate trained too
+
+
+class _NoScheduler:
+    """A constant learning rate with the OpenPoints scheduler's ``step(epoch)``."""
+
+    def step(self, epoch):
+        pass

@@ -44,14 +44,14 @@ def test_finetune_starts_from_the_pretrained_encoder_exactly(pretrained, tiny_mo
                                                              monkeypatch):
     path, state = pretrained
     at_start = {}
-    original_epoch = FinetuneRunner.train_epoch
+    original_step = FinetuneRunner.step
 
-    def spy_epoch(self, loader, epoch):
-        if not at_start:
+    def spy_step(self, data):
+        if not at_start:  # the encoder as the first training step sees it
             at_start.update({k: v.detach().cpu().clone() for k, v in self.model.encoder.state_dict().items()})
-        return original_epoch(self, loader, epoch)
+        return original_step(self, data)
 
-    monkeypatch.setattr(FinetuneRunner, "train_epoch", spy_epoch)
+    monkeypatch.setattr(FinetuneRunner, "step", spy_step)
     assert main(finetune_args(tiny_modelnet, tmp_path, f"pretrained_path={path}")) == 0
     assert at_start.keys() == state.keys()
     for key, value in state.items():

@@ -32,7 +32,7 @@ def test_pretrain_selects_by_zero_shot_on_held_out_objects_and_resumes(tiny_view
     # map to the CPU: on a GPU machine (device: auto) the checkpoint holds CUDA tensors, and the
     # visual tower below is loaded on the CPU
     best = torch.load(run / "ckpt_best.pth", map_location="cpu", weights_only=True)
-    assert best["epoch"] == metrics["best_epoch"] and best["best_val_top1"] == metrics["best_val_top1"]
+    assert best["epoch"] == metrics["best_epoch"] and best["loop"]["selection"]["best"] == metrics["best_val_top1"]
     assert "encoder" not in best and best["clip"]["name"] == "tiny-clip-test" and best["exports"] == "depth_encoder"
     assert set(best[DEPTH_ENCODER_KEY]) == {k[len("depth_encoder."):] for k in best["model"]
                                             if k.startswith("depth_encoder.")}

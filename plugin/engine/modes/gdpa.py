@@ -15,7 +15,7 @@ after training, to score the reported checkpoint; ``metrics.json`` says which ru
 import copy
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from ..config import optional_path
 from ..data import check_training_steps, class_names_of, loader_over, probe_loader, progress
 from ..registry import RUNNERS
 from ..run_folder import RunFolder, load_checkpoint
+from ..loop import Selection
 from ..runner import EpochRunner, count_parameters
 
 LOGGER = logging.getLogger("plugin")
@@ -113,37 +114,26 @@ def extract_path_features(loader, renderer: DepthRenderer, encoders: Mapping[str
     return {path: torch.cat(parts) for path, parts in chunks.items()}, torch.cat(labels)
 
 
-def train_adapter_epoch(model: nn.Module, features: Mapping[str, torch.Tensor], labels: torch.Tensor,
-                        criterion: nn.Module, optimizer: torch.optim.Optimizer, batch_size: int,
-                        grad_norm_clip: Optional[float] = None) -> Tuple[float, float]:
-    """One shuffled pass over cached features; returns the mean loss and the training top-1 in percent.
+class FeatureBatches:
+    """Shuffled batches ``(features, labels)`` of cached per-view features, a new order every pass.
 
     Args:
-        model: the adapter; ``model(**{path: (b, V, D)})`` gives logits (b, C).
         features: path name -> (S, V, D) features on the model's device.
         labels: (S,) classes on the model's device.
-        criterion: the loss of logits and labels.
-        optimizer: updates the adapter's parameters.
-        batch_size: samples per step.
-        grad_norm_clip: clip the gradient norm to this value (None: no clipping).
+        batch_size: samples per batch.
     """
-    model.train()
-    order = torch.randperm(len(labels)).to(labels.device)
-    losses, correct = [], 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        logits = model(**{path: value[idx] for path, value in features.items()})
-        loss = criterion(logits, labels[idx])
-        if not torch.isfinite(loss):
-            raise BadInputError(f"The adapter's training loss became {loss.item()}: lower lr or set grad_norm_clip.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_norm_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_norm_clip)
-        optimizer.step()
-        losses.append(loss.item())
-        correct += int((logits.argmax(dim=1) == labels[idx]).sum())
-    return float(np.mean(losses)), 100.0 * correct / max(len(labels), 1)
+
+    def __init__(self, features: Mapping[str, torch.Tensor], labels: torch.Tensor, batch_size: int):
+        self.features, self.labels, self.batch_size = features, labels, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Tuple[Dict[str, torch.Tensor], torch.Tensor]]:
+        order = torch.randperm(len(self.labels)).to(self.labels.device)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield {path: value[idx] for path, value in self.features.items()}, self.labels[idx]
 
 
 @torch.no_grad()
@@ -205,11 +195,9 @@ class AdapterRunner(EpochRunner):
         self.criterion = builders.build_criterion(cfg).to(self.device)
         self.optimizer = builders.build_optimizer(cfg, self.model)
         self.scheduler = builders.build_scheduler(cfg, self.optimizer)
-        self.best_top1, self.best_epoch = -1.0, 0
         self.train_indices, self.holdout_indices = self._split(state)
         if state is not None:
             self.restore(state)
-            self.best_top1, self.best_epoch = state["best_top1"], state["best_epoch"]
         LOGGER.info(f"{ADAPTER_NAME} ({self.model.variant}): {count_parameters(self.model) / 1e6:.3f}M trainable "
                     f"parameters, {self.renderer.num_views} views of {self.renderer.image_size} px, "
                     f"{len(self.class_names)} classes; reported epoch: {self.selected_by}")
@@ -271,11 +259,13 @@ class AdapterRunner(EpochRunner):
         self._record_split(pool, held)
         return pool, held
 
-    def _state(self, epoch: int) -> Dict[str, Any]:
+    def legacy_selection(self, state: Dict[str, Any]) -> Dict[str, Any]:
+        return {"best": state.get("best_top1", -1.0), "best_epoch": state.get("best_epoch", 0)}
+
+    def checkpoint_extra(self) -> Dict[str, Any]:
         train = None if self.train_indices is None else self.train_indices.tolist()
         held = None if self.holdout_indices is None else self.holdout_indices.tolist()
-        return self.checkpoint_state(epoch, best_top1=self.best_top1, best_epoch=self.best_epoch,
-                                     train_indices=train, holdout_indices=held, selected_by=self.selected_by)
+        return {"train_indices": train, "holdout_indices": held, "selected_by": self.selected_by}
 
     def _features(self, split: str, indices: Optional[np.ndarray] = None,
                   name: Optional[str] = None) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
@@ -307,28 +297,19 @@ class AdapterRunner(EpochRunner):
         train_features, train_labels = self._features("train", self.train_indices)
         held_out = None if self.holdout_indices is None else self._features("train", self.holdout_indices, "holdout")
         batch_size, eval_batch = int(cfg.batch_size), int(cfg.get("val_batch_size") or cfg.batch_size)
-        train_top1 = float("nan")
-        self.scheduler.step(self.start_epoch - 1)
-        bar = progress(range(self.start_epoch, cfg.epochs + 1), "adapter epochs", initial=self.start_epoch - 1,
-                       total=cfg.epochs)
-        for epoch in bar:
-            loss, train_top1 = train_adapter_epoch(self.model, train_features, train_labels, self.criterion,
-                                                   self.optimizer, batch_size, cfg.get("grad_norm_clip"))
-            message = (f"epoch {epoch}/{cfg.epochs} loss {loss:.4f} train top1 {train_top1:.2f} "
-                       f"lr {self.optimizer.param_groups[0]['lr']:.2e}")
-            if held_out is not None and (epoch % cfg.val_freq == 0 or epoch == cfg.epochs):
-                top = topk_accuracy(adapter_logits(self.model, held_out[0], eval_batch), held_out[1], (1, 5))
-                message += f" holdout top1 {top[1]:.2f} top5 {top[5]:.2f}"
-                if top[1] > self.best_top1:
-                    self.best_top1, self.best_epoch = top[1], epoch
-                    self.folder.save_checkpoint(self._state(epoch), "ckpt_best.pth")
-            if held_out is None and epoch == cfg.epochs:  # adapter_select: last
-                self.best_epoch = epoch
-                self.folder.save_checkpoint(self._state(epoch), "ckpt_best.pth")
-            self.scheduler.step(epoch)
-            self.folder.save_checkpoint(self._state(epoch), "ckpt_latest.pth")
-            bar.set_postfix(loss=f"{loss:.4f}", train_top1=f"{train_top1:.1f}")
-            LOGGER.info(message)
+
+        def step(batch: Tuple[Dict[str, torch.Tensor], torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
+            features, labels = batch
+            logits = self.model(**features)
+            return self.criterion(logits, labels), {"train_top1": 100.0 * float((logits.argmax(1) == labels).float().mean())}
+
+        def validate(epoch: int) -> Dict[str, float]:
+            top = topk_accuracy(adapter_logits(self.model, held_out[0], eval_batch), held_out[1], (1, 5))
+            return {"holdout_top1": top[1], "holdout_top5": top[5]}
+
+        selection = Selection("holdout_top1", "max", "holdout") if held_out is not None else Selection(None)
+        loop = self.make_loop(step, selection, validate if held_out is not None else None, desc="adapter")
+        means = loop.run(FeatureBatches(train_features, train_labels, batch_size), self.start_epoch)
         self.model.load_state_dict(load_checkpoint(self.folder.file("ckpt_best.pth"))["model"])
         test_features, test_labels = self._features("test")  # read only now, to score the reported epoch
         logits = adapter_logits(self.model, test_features, eval_batch).cpu()
@@ -336,9 +317,9 @@ class AdapterRunner(EpochRunner):
         gate = self.model.gate if self.model.variant == "gated" else None  # only the gated variant has one
         return self.finish(dict(
             top1=metrics["top1"], top5=metrics["top5"], macc=metrics["macc"], test_samples=metrics["samples"],
-            train_samples=int(len(train_labels)), last_train_top1=train_top1, epochs=cfg.epochs,
-            selected_by=self.selected_by, best_epoch=self.best_epoch,
-            best_val_top1=self.best_top1 if held_out is not None else None,
+            train_samples=int(len(train_labels)), last_train_top1=means.get("train_top1", float("nan")),
+            epochs=cfg.epochs, selected_by=self.selected_by, best_epoch=selection.best_epoch,
+            best_val_top1=selection.best if held_out is not None else None,
             holdout_samples=0 if held_out is None else int(len(held_out[1])), variant=self.model.variant,
             gate=None if gate is None else float(gate.detach().cpu()[0]), logit_scale=float(self.model.scale),
             clip=self.clip.name, clip_weights=self.clip.weights, depth_encoder=optional_path(cfg) or "clip",

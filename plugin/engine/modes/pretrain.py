@@ -25,18 +25,19 @@ modes read: ``encoder`` (the encoder-only state dict, loadable into OpenPoints `
 - ``auto`` (default): ``zeroshot`` when the model supports it and ``dataset.val`` is set, else ``loss``.
 """
 import logging
-from collections import defaultdict
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from ...errors import BadInputError, ConfigError
+from ...errors import ConfigError
 from ...eval import holdout_indices, topk_accuracy
 from ...models.base import PretextModel
 from .. import builders
 from ..batch import check_points, prepare_batch
 from ..data import base_dataset, build_dataloader, check_training_loader, loader_over, progress
+from ..distributed import distributed_loader, wrap_model
+from ..loop import Hook, Selection, TrainingLoop
 from ..registry import RUNNERS
 from ..run_folder import RunFolder
 from ..runner import EpochRunner, count_parameters
@@ -102,6 +103,7 @@ class PretrainRunner(EpochRunner):
     """
 
     resume_mode = "pretrain"
+    distributed = True
 
     def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
         super().__init__(cfg, folder)
@@ -109,12 +111,12 @@ class PretrainRunner(EpochRunner):
         self.optimizer = build_pretext_optimizer(cfg, self.model)
         self.scheduler = builders.build_scheduler(cfg, self.optimizer)
         self.selected_by = self._selection()
-        self.best_loss, self.best_val_top1, self.best_epoch = float("inf"), -1.0, 0
+        self.lowest_loss = LowestLoss()
         if state is not None:
             self.restore(state)
-            self.best_loss = state["best_loss"]
-            self.best_val_top1 = state.get("best_val_top1", -1.0)
-            self.best_epoch = state.get("best_epoch", 0)
+            if "loop" not in state:  # written before the loop kept the hooks' states
+                self.lowest_loss.load_state_dict({"loss": state["best_loss"]})
+        self.net = wrap_model(self.model, self.dist, self.device, bool(cfg.get("sync_batchnorm")))
         LOGGER.info(f"model {cfg.model.NAME}: {count_parameters(self.model) / 1e6:.3f}M trainable parameters; "
                     f"ckpt_best.pth selected by {self.selected_by}")
 
@@ -134,10 +136,12 @@ class PretrainRunner(EpochRunner):
                               "{split: train} to hold out pretrain_holdout of the train objects).")
         return wanted
 
-    def _state(self, epoch: int) -> Dict[str, Any]:
-        return self.checkpoint_state(epoch, **self.model.checkpoint_entries(), best_loss=self.best_loss,
-                                     best_val_top1=self.best_val_top1, best_epoch=self.best_epoch,
-                                     selected_by=self.selected_by)
+    def legacy_selection(self, state: Dict[str, Any]) -> Dict[str, Any]:
+        best = state.get("best_val_top1", -1.0) if self.selected_by == "zeroshot" else state["best_loss"]
+        return {"best": best, "best_epoch": state.get("best_epoch", 0)}
+
+    def checkpoint_extra(self) -> Dict[str, Any]:
+        return {**self.model.checkpoint_entries(), "selected_by": self.selected_by}
 
     def _batch(self, data: Dict[str, Any]) -> Dict[str, Any]:
         return prepare_batch(data, self.device, self.in_channels, feature_keys=self.cfg.get("feature_keys"))
@@ -197,58 +201,45 @@ class PretrainRunner(EpochRunner):
             raise ConfigError("The validation split is empty: set dataset.val to a split with objects.")
         return topk_accuracy(torch.cat(logits), torch.cat(labels), (1,))[1]
 
-    def train_epoch(self, loader, epoch: int) -> Dict[str, float]:
-        """One pass over ``loader``; returns the mean of every logged figure."""
-        self.model.train()
-        sums, clip = defaultdict(float), self.cfg.get("grad_norm_clip")
-        bar = progress(loader, f"pretrain {epoch}/{self.cfg.epochs}")
-        for step, data in enumerate(bar, 1):
-            loss, logs = self.model(self._batch(data))
-            if not torch.isfinite(loss):
-                raise BadInputError(f"The pre-training loss became {loss.item()} at epoch {epoch}: lower lr, "
-                                    f"set grad_norm_clip, or check the data for outliers.")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
-            for key, value in logs.items():
-                sums[key] += value
-            bar.set_postfix({k: f"{v / step:.3f}" for k, v in sums.items() if k.startswith("loss")})
-        return {k: v / max(len(loader), 1) for k, v in sums.items()}
-
-    def _improved(self, epoch: int, means: Dict[str, float], val_loader: Optional[DataLoader]) -> bool:
-        """Whether ``epoch`` is the best so far by the selection criterion (updates the best figures)."""
-        loss = means.get("loss", float("inf"))
-        if val_loader is None:
-            better = loss < self.best_loss
-        else:
-            top1 = self.validate(val_loader)
-            means["val_top1"] = top1
-            better = top1 > self.best_val_top1
-            self.best_val_top1 = max(self.best_val_top1, top1)
-        self.best_loss = min(self.best_loss, loss)
-        if better:
-            self.best_epoch = epoch
-        return better
+    def step(self, data: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """The pretext loss and figures of one batch."""
+        return self.net(self._batch(data))
 
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
         loader, val_loader = self.loaders()
         check_training_loader(loader, "train split less the pretrain_holdout objects"
                                        if isinstance(loader.dataset, Subset) else "train split")
-        self.scheduler.step(self.start_epoch - 1)
-        means: Dict[str, float] = {}
-        for epoch in range(self.start_epoch, cfg.epochs + 1):
-            means = self.train_epoch(loader, epoch)
-            if self._improved(epoch, means, val_loader):
-                self.folder.save_checkpoint(self._state(epoch), "ckpt_best.pth")
-            self.scheduler.step(epoch)
-            self.folder.save_checkpoint(self._state(epoch), "ckpt_latest.pth")
-            LOGGER.info(f"epoch {epoch}/{cfg.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in means.items()))
-        metrics = {"epochs": cfg.epochs, "best_loss": self.best_loss, "selected_by": self.selected_by,
-                   "best_epoch": self.best_epoch}
+        if val_loader is None:
+            selection, validate = Selection("loss", "min", "loss"), None
+        else:
+            selection = Selection("val_top1", "max", "zeroshot")
+            validate = lambda epoch: {"val_top1": self.validate(val_loader)}  # noqa: E731
+        loop = self.make_loop(self.step, selection, validate, hooks=[self.lowest_loss], desc="pretrain",
+                              model=self.net)
+        means = loop.run(distributed_loader(loader, self.dist, shuffle=True, seed=int(cfg.get("seed") or 0)),
+                         self.start_epoch)
+        metrics = {"epochs": cfg.epochs, "best_loss": self.lowest_loss.loss, "selected_by": self.selected_by,
+                   "best_epoch": selection.best_epoch}
         if self.selected_by == "zeroshot":
-            metrics["best_val_top1"] = self.best_val_top1
-        return self.finish({**metrics, **{f"last_{k}": v for k, v in means.items()},
+            metrics["best_val_top1"] = selection.best
+        return self.finish({**metrics, **{f"last_{k}": v for k, v in means.items() if k != "data_wait"},
                             "encoder_checkpoint": self.folder.file("ckpt_best.pth")})
+
+
+class LowestLoss(Hook):
+    """The lowest mean training loss of any epoch so far (``metrics.json``'s ``best_loss``)."""
+
+    name = "lowest_loss"
+
+    def __init__(self):
+        self.loss = float("inf")
+
+    def after_epoch(self, loop: TrainingLoop, epoch: int, logs: Dict[str, float]) -> None:
+        self.loss = min(self.loss, logs.get("loss", float("inf")))
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"loss": self.loss}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.loss = float(state["loss"])
