@@ -90,7 +90,7 @@ RUNS = {
         "pic_at_point", "BaseCls fine-tuned from pic_at_point.pth (mode finetune, 'model' with 'encoder.*')"),
     "clip2point": Run("cfgs/shapenet/clip2point.yaml", [
         *TINY_CLIP, f"dataset.common.data_dir={VIEWS}", "dataset.common.num_points=128", "batch_size=4",
-        "val_batch_size=4", "pretrain_holdout=0.25", "epochs=1"],
+        "val_batch_size=4", "pretrain.holdout=0.25", "epochs=1"],
         # the tiny CLIP's visual tower is 20.6k parameters (82 KB), and LAMB's two moments double it again:
         # the optimizer and RNG states, which only resume reads, are stripped (zeroshot and the adapters read
         # 'depth_encoder' and 'clip'; 'model' shares its tensors with 'depth_encoder', so it costs nothing)

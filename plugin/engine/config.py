@@ -148,6 +148,8 @@ def apply_overrides(cfg: EasyConfig, overrides: Sequence[str]) -> None:
                 raise ConfigError(unknown_key_message(".".join(parts[:depth + 1]), keys,
                                                       "the command-line overrides"))
             if not last:
+                if add and not isinstance(node.get(part), dict):  # +ema.decay=... fills a null block
+                    node[part] = EasyConfig()
                 node = node.setdefault(part, EasyConfig())
         cfg.update([f"{key}={'None' if value.strip() in YAML_NULLS else value}"])
 

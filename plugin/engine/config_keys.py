@@ -23,8 +23,30 @@ from ..errors import ConfigError
 LOGGER = logging.getLogger("plugin")
 
 
+# keys that moved into a mode's block: old top-level key -> (block, key)
+RENAMED = {"pretrain_select": ("pretrain", "select"), "pretrain_holdout": ("pretrain", "holdout"),
+           "adapter_select": ("adapter", "select"), "adapter_holdout": ("adapter", "holdout")}
+
+
+def upgrade_renamed_keys(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """A stored run config (a checkpoint's, of an older run) with the :data:`RENAMED` keys moved into their blocks.
+
+    Args:
+        cfg: the plain config dict; it is not modified.
+    """
+    upgraded = {key: value for key, value in cfg.items() if key not in RENAMED}
+    for old, (block, key) in RENAMED.items():
+        if old in cfg:
+            upgraded[block] = {**(upgraded.get(block) or {}), key: cfg[old]}
+    return upgraded
+
+
 def unknown_key_message(key: str, valid: Iterable[str], where: str) -> str:
-    """One sentence naming the wrong key, the closest valid keys and all valid ones."""
+    """One sentence naming the wrong key, the closest valid keys and all valid ones (or where a renamed key went)."""
+    if key in RENAMED:
+        block, new = RENAMED[key]
+        return (f"Config key '{key}' in {where} is now '{block}.{new}': write {block}.{new}=VALUE on the command line, "
+                f"or '{new}' inside a '{block}:' block in the YAML.")
     valid = sorted(valid)
     close = difflib.get_close_matches(key.split(".")[-1], valid, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""

@@ -153,7 +153,7 @@ class LoopSettings:
     def from_cfg(cls, cfg: Mapping[str, Any]) -> "LoopSettings":
         """The settings of a run config (missing keys take their defaults, as in configs of older runs)."""
         settings = cls(epochs=int(cfg["epochs"]), grad_norm_clip=cfg.get("grad_norm_clip") or None,
-                       grad_accum_steps=int(cfg.get("grad_accum_steps") or 1),
+                       grad_accum_steps=int(1 if cfg.get("grad_accum_steps") is None else cfg["grad_accum_steps"]),
                        sched_on_epoch=bool(cfg.get("sched_on_epoch", True)), val_freq=int(cfg.get("val_freq") or 1),
                        amp="off" if cfg.get("amp") is False else str(cfg.get("amp") or "auto"))
         if settings.grad_accum_steps < 1:
@@ -197,8 +197,9 @@ class TrainingLoop:
 
     def state_dict(self) -> Dict[str, Any]:
         """The loop's resumable state: update count, scaler, selection and the hooks' states."""
+        hooks = {hook.name: hook.state_dict() for hook in self.hooks}
         return {"updates": self.updates, "scaler": self.scaler.state_dict(), "selection": self.selection.state_dict(),
-                "hooks": {hook.name: hook.state_dict() for hook in self.hooks if hook.state_dict() is not None}}
+                "hooks": {name: state for name, state in hooks.items() if state is not None}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict` of a checkpoint."""
@@ -250,6 +251,7 @@ class TrainingLoop:
             for hook in self.hooks:
                 hook.before_step(self, batch)
             update = index % accumulate == 0 or index == batches
+            group = min(accumulate, batches - (index - 1) // accumulate * accumulate)  # the last group may be shorter
             with self._no_sync(update):
                 with self.autocast():
                     loss, logs = self.step_fn(batch)
@@ -258,7 +260,7 @@ class TrainingLoop:
                         f"The training loss became {loss.item()} at epoch {epoch}, batch {index}: lower lr, set "
                         f"grad_norm_clip, use amp=off, or check the data for outliers (ckpt_latest.pth holds epoch "
                         f"{epoch - 1}).")
-                self.scaler.scale(loss / accumulate).backward()
+                self.scaler.scale(loss / group).backward()  # the update follows the mean over the group
             logs = {"loss": float(loss.detach()), **logs}
             if update:
                 self._update(epoch, index / batches)

@@ -43,7 +43,7 @@ def draw_per_class(labels: np.ndarray, per_class: int, rng: np.random.Generator,
 
 
 def holdout_indices(size: int, fraction: float, seed: int,
-                    key: str = "pretrain_holdout") -> Tuple[List[int], List[int]]:
+                    key: str = "pretrain.holdout") -> Tuple[List[int], List[int]]:
     """A seeded split of ``range(size)`` into kept and held-out indices (both sorted).
 
     Args:

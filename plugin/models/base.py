@@ -24,7 +24,7 @@ Optional, announced by class attributes:
   of a pre-training checkpoint back into the model, so ``mode=zeroshot`` with ``model.NAME`` set
   evaluates any such model;
 - ``supports_validation = True``: ``validation_logits(batch, class_names)`` gives logits (B, C) on which
-  ``pretrain_select=zeroshot`` chooses ``ckpt_best.pth``.
+  ``pretrain.select=zeroshot`` chooses ``ckpt_best.pth``.
 
 A subclass that sets a capability attribute but does not override its methods fails at class definition.
 """

@@ -104,7 +104,7 @@ def test_gdpa_mode_trains_on_the_whole_split_and_reads_the_depth_encoder(tiny_mo
     run = only_run(tmp_path / "log")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train_split"] == "full" and "shots" not in metrics
-    # the finetune config selects on adapter_holdout = 10 % of the 24 training clouds, held out from training
+    # the finetune config selects on adapter.holdout = 10 % of the 24 training clouds, held out from training
     assert metrics["selected_by"] == "holdout" and (metrics["train_samples"], metrics["holdout_samples"]) == (22, 2)
     assert metrics["best_epoch"] in (1, 2) and 0 <= metrics["best_val_top1"] <= 100
     assert metrics["depth_encoder"] == str(checkpoint) and 0 <= metrics["top1"] <= 100
@@ -132,7 +132,7 @@ def test_epoch_selection_never_reads_the_test_split(tiny_modelnet, tmp_path, mai
     monkeypatch.setattr(adapter, "probe_loader", spy_loader)
     monkeypatch.setattr(adapter.FeatureBatches, "__iter__", spy_epoch)
     args = ["--cfg", FEWSHOT_CFG, *tiny_adapter_overrides(tiny_modelnet, tmp_path, "fewshot.shots=4",
-                                                          f"adapter_select={selection}", "adapter_holdout=0.25")]
+                                                          f"adapter.select={selection}", "adapter.holdout=0.25")]
     assert main(args) == 0
     reads = [i for i, event in enumerate(events) if event[0] == "loader" and event[2] != "train"]
     assert [events[i][1:] for i in reads] == [("test", "test")]         # dataset.val (= test) is never read
@@ -151,8 +151,8 @@ def test_epoch_selection_never_reads_the_test_split(tiny_modelnet, tmp_path, mai
 
 
 def test_unknown_selection_rule_is_refused(tiny_modelnet, tmp_path, main, capsys):
-    assert main(["--cfg", FEWSHOT_CFG, *tiny_adapter_overrides(tiny_modelnet, tmp_path), "adapter_select=test"]) == 2
-    assert "Unknown adapter_select 'test': set it to last or holdout" in capsys.readouterr().err
+    assert main(["--cfg", FEWSHOT_CFG, *tiny_adapter_overrides(tiny_modelnet, tmp_path), "adapter.select=test"]) == 2
+    assert "Unknown adapter.select 'test': set it to last or holdout" in capsys.readouterr().err
 
 
 def test_no_shots_are_refused(tiny_modelnet, tmp_path, main, capsys):

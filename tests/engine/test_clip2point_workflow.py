@@ -21,7 +21,7 @@ def test_stages_chain_the_depth_encoder(tiny_views, tiny_modelnet, tmp_path, sou
         meta = json.loads((views / "meta.json").read_text())
         (views / "meta.json").write_text(json.dumps({**meta, "source": source}))
     args = ["--cfg", CFG, "model.clip.name=tiny-clip-test", "model.clip.pretrained=none", f"root_dir={tmp_path}",
-            "num_points=128", "dataset.common.num_points=128", "pretrain_holdout=0.25",
+            "num_points=128", "dataset.common.num_points=128", "pretrain.holdout=0.25",
             f"stage_cfgs.pretrain.dataset.common.data_dir={views}", "stage_cfgs.pretrain.epochs=1",
             "stage_cfgs.pretrain.batch_size=4", "stage_cfgs.pretrain.val_batch_size=4",
             f"+stage_cfgs.zeroshot.dataset.common.data_dir={tiny_modelnet}",

@@ -79,3 +79,15 @@ def test_valid_values_pass(override):
 def test_bad_values_exit_2_before_any_run_folder(tmp_path, main, capsys):
     assert main(["--cfg", str(CFGS / "modelnet40" / "dgcnn.yaml"), "epochs=0", f"root_dir={tmp_path}"]) == 2
     assert "epochs is 0" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_renamed_keys_name_their_new_place_and_old_run_configs_are_upgraded():
+    from plugin.engine.config_keys import upgrade_renamed_keys
+    from plugin.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'pretrain_select' in the command-line overrides is now 'pretrain.select'"):
+        load_config(str(CFGS / "shapenet" / "clip2point.yaml"), ["pretrain_select=loss"])
+    old = {"pretrain_select": "zeroshot", "pretrain_holdout": 0.25, "adapter_select": "holdout", "lr": 0.1}
+    assert upgrade_renamed_keys(old) == {"pretrain": {"select": "zeroshot", "holdout": 0.25},
+                                         "adapter": {"select": "holdout"}, "lr": 0.1}
+    assert "pretrain_select" in old  # the stored config is left as it was

@@ -172,5 +172,5 @@ def test_holdout_is_seeded_disjoint_and_complete():
     keep, held = holdout_indices(20, 0.25, seed=3)
     assert len(held) == 5 and sorted(keep + held) == list(range(20))
     assert holdout_indices(20, 0.25, seed=3) == (keep, held) and holdout_indices(20, 0.25, seed=4) != (keep, held)
-    with pytest.raises(ConfigError, match="pretrain_holdout"):
+    with pytest.raises(ConfigError, match="pretrain.holdout"):
         holdout_indices(20, 1.0, seed=0)

@@ -15,7 +15,7 @@ from tests.models.test_pretrain_run import tiny_views  # noqa: F401  (fixture: 8
 
 CFG = str(REPO / "cfgs" / "shapenet" / "clip2point.yaml")
 TINY = ["model.clip.name=tiny-clip-test", "model.clip.pretrained=none", "dataset.common.num_points=128",
-        "batch_size=4", "val_batch_size=4", "dataloader.num_workers=0", "pretrain_holdout=0.25"]
+        "batch_size=4", "val_batch_size=4", "dataloader.num_workers=0", "pretrain.holdout=0.25"]
 
 
 def test_pretrain_selects_by_zero_shot_on_held_out_objects_and_resumes(tiny_views, tmp_path):  # noqa: F811

@@ -6,8 +6,8 @@ rendered from the same fixed views, so the per-view features of each split are c
 trains on K clouds per class of the train split (:func:`~plugin.eval.splits.draw_per_class`); ``mode=gdpa``
 trains on the whole train split (fully supervised).
 
-The reported epoch is never chosen on the test split (``adapter_select``): ``last`` reports the last
-epoch; ``holdout`` holds out a seeded ``adapter_holdout`` share of the training clouds (of the K
+The reported epoch is never chosen on the test split (``adapter.select``): ``last`` reports the last
+epoch; ``holdout`` holds out a seeded ``adapter.holdout`` share of the training clouds (of the K
 shots in ``fewshot``) and reports the epoch with the best top-1 on them. The test split is read once,
 after training, to score the reported checkpoint; ``metrics.json`` says which rule chose it
 (``selected_by``).
@@ -42,7 +42,7 @@ from ..runner import EpochRunner, count_parameters
 
 LOGGER = logging.getLogger("plugin")
 SPLIT_FILE = "fewshot_split.json"
-SELECTIONS = ("last", "holdout")  # adapter_select: how the reported epoch is chosen (never on the test split)
+SELECTIONS = ("last", "holdout")  # adapter.select: how the reported epoch is chosen (never on the test split)
 
 
 def frozen_path_encoders(clip: ClipModel, pretrained_path: Optional[str], paths: Sequence[str]) -> Dict[str, nn.Module]:
@@ -159,7 +159,7 @@ class AdapterRunner(EpochRunner):
     ``render``: :class:`DepthRenderer` keys, ``templates``: prompt templates, ``text_cache``: folder of
     cached text features, default ``<root_dir>/cache/text_features``), ``pretrained_path`` (a CLIP2Point
     pre-training checkpoint whose ``depth_encoder`` feeds the depth path; without it the depth path uses
-    CLIP's visual tower), ``adapter_select``/``adapter_holdout`` (how the reported epoch is chosen, see the
+    CLIP's visual tower), ``adapter.select``/``adapter.holdout`` (how the reported epoch is chosen, see the
     module docstring), ``lr``, ``optimizer``, ``sched``, ``epochs``, ``batch_size``, ``criterion_args``,
     ``val_freq``.
 
@@ -181,7 +181,7 @@ class AdapterRunner(EpochRunner):
         self._check_cfg(cfg)
         super().__init__(cfg, folder)
         model_cfg = cfg.model
-        self.selected_by = str(cfg.get("adapter_select") or "last")
+        self.selected_by = str((cfg.get("adapter") or {}).get("select") or "last")
         self.clip = load_clip_from_cfg(model_cfg.get("clip"), device=self.device)
         self.renderer = build_depth_renderer(model_cfg.get("render"), self.clip).to(self.device)
         self.train_loader = probe_loader(cfg, "train")  # unaugmented: its features are computed once
@@ -208,9 +208,9 @@ class AdapterRunner(EpochRunner):
         if not is_adapter_config(cfg):
             raise ConfigError(f"mode={cfg.get('mode')} trains the Gated Dual-Path Adapter: set model.NAME to "
                               f"{ADAPTER_NAME}, e.g. with cfgs/modelnet40/clip2point-gdpa-fewshot.yaml.")
-        selection = cfg.get("adapter_select") or "last"
+        selection = (cfg.get("adapter") or {}).get("select") or "last"
         if selection not in SELECTIONS:
-            raise ConfigError(f"Unknown adapter_select '{selection}': set it to {' or '.join(SELECTIONS)} (the test "
+            raise ConfigError(f"Unknown adapter.select '{selection}': set it to {' or '.join(SELECTIONS)} (the test "
                               f"split never chooses the epoch).")
         path = optional_path(cfg)
         if path and not os.path.isfile(path):
@@ -242,7 +242,7 @@ class AdapterRunner(EpochRunner):
         """Training and held-out validation indices within the train split (None: all clouds / no holdout).
 
         A resumed run keeps its checkpoint's split; a new one draws :meth:`_training_pool` and, for
-        ``adapter_select: holdout``, holds out a seeded ``adapter_holdout`` share of it.
+        ``adapter.select: holdout``, holds out a seeded ``adapter.holdout`` share of it.
         """
         if state is not None:
             train, held = state.get("train_indices"), state.get("holdout_indices")
@@ -252,8 +252,8 @@ class AdapterRunner(EpochRunner):
         held = None
         if self.selected_by == "holdout":
             clouds = np.arange(len(self.train_loader.dataset)) if pool is None else pool
-            keep, out = holdout_indices(len(clouds), float(self.cfg.get("adapter_holdout") or 0.2),
-                                        int(self.cfg.get("seed") or 0), key="adapter_holdout")
+            keep, out = holdout_indices(len(clouds), float((self.cfg.get("adapter") or {}).get("holdout") or 0.2),
+                                        int(self.cfg.get("seed") or 0), key="adapter.holdout")
             pool, held = clouds[keep], clouds[out]
             LOGGER.info(f"epoch selection on {len(held)} training clouds held out from training ({len(pool)} left)")
         self._record_split(pool, held)
@@ -335,7 +335,7 @@ class FewShotRunner(AdapterRunner):
     """``mode=fewshot``: :class:`AdapterRunner` on K clouds per class of the train split (CLIP2Point Tab. 4).
 
     ``fewshot.shots`` (K, default 16) clouds per class are drawn with ``fewshot.seed``; classes with
-    fewer than K clouds use all of them (logged). With ``adapter_select: holdout`` a share of these K-shot
+    fewer than K clouds use all of them (logged). With ``adapter.select: holdout`` a share of these K-shot
     clouds is held out for the epoch selection, so no label beyond the K shots is used. The drawn indices,
     the held-out ones, labels and counts go to ``fewshot_split.json`` in the run folder, and
     ``shots``/``fewshot_seed`` to ``metrics.json``. A resumed run keeps its split.

@@ -11,13 +11,13 @@ modes read: ``encoder`` (the encoder-only state dict, loadable into OpenPoints `
 ``encoder_args`` for Pic@Point, the projection heads being dropped downstream; ``depth_encoder`` with
 ``clip`` for CLIP2Point.
 
-``ckpt_best.pth`` selection (``pretrain_select``):
+``ckpt_best.pth`` selection (``pretrain.select``):
 
 - ``loss``: the epoch with the lowest mean training loss (pre-training has no labels);
 - ``zeroshot``: the epoch with the highest zero-shot top-1 accuracy on ``dataset.val``, for models
   with ``supports_validation`` (``validation_logits(batch, class_names) -> logits``). The validation objects are
   never the test objects: a ``dataset.val`` that reads the test partition is refused, and one that
-  reads the train partition (``dataset.val.split: train``) holds out a seeded ``pretrain_holdout``
+  reads the train partition (``dataset.val.split: train``) holds out a seeded ``pretrain.holdout``
   share of the train objects, which pre-training then skips. They are scored as the test objects
   are, with the test-time transforms and fixed points: a validation dataset that augments (random
   view, rotation or point subset; ``RenderedViews`` does by default on the train partition) is
@@ -97,7 +97,7 @@ class PretrainRunner(EpochRunner):
 
     Args:
         cfg: the run config (``lr`` for the point branch, ``lr_image`` for image-side heads,
-            ``pretrain_select``/``pretrain_holdout`` for the ``ckpt_best.pth`` selection).
+            ``pretrain.select``/``pretrain.holdout`` for the ``ckpt_best.pth`` selection).
         folder: the run folder (``resume`` passes the existing one).
         state: a checkpoint to continue from (``resume``).
     """
@@ -121,19 +121,19 @@ class PretrainRunner(EpochRunner):
                     f"ckpt_best.pth selected by {self.selected_by}")
 
     def _selection(self) -> str:
-        """``loss`` or ``zeroshot``, from ``pretrain_select``, the model and ``dataset.val``."""
-        wanted = self.cfg.get("pretrain_select") or "auto"
+        """``loss`` or ``zeroshot``, from ``pretrain.select``, the model and ``dataset.val``."""
+        wanted = (self.cfg.get("pretrain") or {}).get("select") or "auto"
         if wanted not in SELECTIONS:
-            raise ConfigError(f"Unknown pretrain_select '{wanted}': set it to one of {', '.join(SELECTIONS)}.")
+            raise ConfigError(f"Unknown pretrain.select '{wanted}': set it to one of {', '.join(SELECTIONS)}.")
         capable = self.model.supports_validation
         has_val = bool(self.cfg.dataset.get("val"))
         if wanted == "auto":
             return "zeroshot" if capable and has_val else "loss"
         if wanted == "zeroshot" and not capable:
-            raise ConfigError(f"Model {self.cfg.model.NAME} has no zero-shot validation: set pretrain_select=loss.")
+            raise ConfigError(f"Model {self.cfg.model.NAME} has no zero-shot validation: set pretrain.select=loss.")
         if wanted == "zeroshot" and not has_val:
-            raise ConfigError("pretrain_select=zeroshot needs a validation split: set dataset.val (e.g. "
-                              "{split: train} to hold out pretrain_holdout of the train objects).")
+            raise ConfigError("pretrain.select=zeroshot needs a validation split: set dataset.val (e.g. "
+                              "{split: train} to hold out pretrain.holdout of the train objects).")
         return wanted
 
     def legacy_selection(self, state: Dict[str, Any]) -> Dict[str, Any]:
@@ -156,14 +156,14 @@ class PretrainRunner(EpochRunner):
         if partition == "test":
             raise ConfigError(f"dataset.val reads the test objects of {self.cfg.dataset.common.NAME}, and checkpoints "
                               f"must not be selected on them: set dataset.val.split=train to validate on "
-                              f"pretrain_holdout of the train objects, held out from pre-training.")
+                              f"pretrain.holdout of the train objects, held out from pre-training.")
         self._check_fixed_transforms(val)
         if partition is not None and partition == train_partition:
             if len(val.dataset) != len(train.dataset):
                 raise ConfigError(f"dataset.val lists {len(val.dataset)} objects but the train split "
                                   f"{len(train.dataset)}: give dataset.val the train split's data_dir.")
-            keep, held = holdout_indices(len(train.dataset), float(self.cfg.get("pretrain_holdout") or 0.1),
-                                         int(self.cfg.get("seed") or 0))
+            share = float((self.cfg.get("pretrain") or {}).get("holdout") or 0.1)
+            keep, held = holdout_indices(len(train.dataset), share, int(self.cfg.get("seed") or 0))
             LOGGER.info(f"zero-shot validation on {len(held)} train objects held out from pre-training "
                         f"({len(keep)} left)")
             return loader_over(train, keep, shuffle=True), loader_over(val, held, shuffle=False)
@@ -185,7 +185,7 @@ class PretrainRunner(EpochRunner):
         if not classes:
             raise ConfigError("The validation dataset has no class names for the zero-shot prompts: list them as "
                               "'classes' in <data_dir>/meta.json (tools/render_views.py writes it), or set "
-                              "pretrain_select=loss.")
+                              "pretrain.select=loss.")
         self.model.eval()
         logits, labels = [], []
         try:
@@ -208,7 +208,7 @@ class PretrainRunner(EpochRunner):
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg
         loader, val_loader = self.loaders()
-        check_training_loader(loader, "train split less the pretrain_holdout objects"
+        check_training_loader(loader, "train split less the pretrain.holdout objects"
                                        if isinstance(loader.dataset, Subset) else "train split")
         if val_loader is None:
             selection, validate = Selection("loss", "min", "loss"), None

@@ -7,6 +7,7 @@ from openpoints.utils import EasyConfig
 
 from ...errors import ConfigError
 from ...models.heads.gdpa import is_adapter_config
+from ..config_keys import upgrade_renamed_keys
 from ..registry import RUNNERS
 from ..run_folder import CHECKPOINTS, RunFolder
 
@@ -51,7 +52,7 @@ class ResumeRunner:
                               f"run folder, or start a new run.")
         folder.sweep_partial_writes()
         run_cfg = EasyConfig()
-        run_cfg.update(_plain_config(state["cfg"]))
+        run_cfg.update(upgrade_renamed_keys(_plain_config(state["cfg"])))
         extended = any(o.lstrip("-+").startswith("epochs=") for o in cfg.get("overrides") or [])
         if extended:
             run_cfg.epochs = cfg.epochs
