@@ -3,10 +3,11 @@
 #   1. build the native ops for the GPU present (CUDA kernels required: the CI gate is on);
 #   2. run the whole test suite with pytest-xdist (`-n auto`, one CPU thread per worker), the
 #      `cuda`-marked tests included;
-#   3. run the GPU benchmark (tools/benchmark_gpu.py -> benchmarks/ops_cuda.json);
+#   3. run the GPU benchmark (tools/benchmark_gpu.py -> benchmarks/ops_cuda.json) and one PointNeXt-S training
+#      epoch with amp bf16 and off (tools/benchmark_train.py -> benchmarks/train_amp_cuda.json);
 #   4. print one table: the steps, the kernel timings, the model throughput, the targets.
-# Ends within 10 minutes: the suite is cut off after GPU_CHECK_TEST_TIMEOUT (330 s), the benchmark
-# after GPU_CHECK_BENCH_TIMEOUT (180 s), so the table always prints. Exits non-zero when a step failed.
+# Ends within 10 minutes: the suite is cut off after GPU_CHECK_TEST_TIMEOUT (300 s), the benchmark
+# after GPU_CHECK_BENCH_TIMEOUT (150 s), the amp epochs after GPU_CHECK_AMP_TIMEOUT (90 s), so the table always prints. Exits non-zero when a step failed.
 #
 # Python: .venv/bin/python when present (after `make install`), else python3. When .whl/ holds
 # wheels (`make gpu-wheels`, for a machine without network), they are installed into
@@ -59,19 +60,19 @@ fi
 start=$SECONDS
 xdist=(-n "${GPU_CHECK_WORKERS:-auto}") how="xdist -n ${GPU_CHECK_WORKERS:-auto}"
 "$PYTHON" -c "import xdist" 2>/dev/null || { xdist=(); how="serial: pytest-xdist is not installed"; }
-CI=true OMP_NUM_THREADS=1 timeout "${GPU_CHECK_TEST_TIMEOUT:-330}" \
+CI=true OMP_NUM_THREADS=1 timeout "${GPU_CHECK_TEST_TIMEOUT:-300}" \
   "$PYTHON" -m pytest -q -p no:cacheprovider "${xdist[@]}" tests 2>&1 | tee "$OUT_DIR/tests.log"
 status=${PIPESTATUS[0]}
 counts=$(grep -E '[0-9]+ (passed|failed|error)' "$OUT_DIR/tests.log" | tail -1 | sed -E 's/=+//g; s/^ +| +$//g')
 case $status in
   0) step tests ok $((SECONDS - start)) "$counts ($how)" ;;
-  124) step tests TIMEOUT $((SECONDS - start)) "cut off after ${GPU_CHECK_TEST_TIMEOUT:-330} s; $OUT_DIR/tests.log" ;;
+  124) step tests TIMEOUT $((SECONDS - start)) "cut off after ${GPU_CHECK_TEST_TIMEOUT:-300} s; $OUT_DIR/tests.log" ;;
   *) step tests FAILED $((SECONDS - start)) "${counts:-pytest exit $status}; see $OUT_DIR/tests.log" ;;
 esac
 
 # 3. The GPU benchmark.
 start=$SECONDS
-if timeout "${GPU_CHECK_BENCH_TIMEOUT:-180}" "$PYTHON" tools/benchmark_gpu.py --out "$REPORT" \
+if timeout "${GPU_CHECK_BENCH_TIMEOUT:-150}" "$PYTHON" tools/benchmark_gpu.py --out "$REPORT" \
      >"$OUT_DIR/benchmark.log" 2>&1; then
   cp "$REPORT" benchmarks/ops_cuda.json
   step benchmark ok $((SECONDS - start)) "benchmarks/ops_cuda.json"
@@ -80,7 +81,19 @@ else
   tail -30 "$OUT_DIR/benchmark.log" >&2
 fi
 
+# 3b. Mixed precision: one PointNeXt-S training epoch on synthetic data with amp bf16 and off (instances/s, peak memory).
+start=$SECONDS
+if timeout "${GPU_CHECK_AMP_TIMEOUT:-90}" "$PYTHON" tools/benchmark_train.py --device cuda --amp bf16,off --no-compare \
+     --out "$OUT_DIR/train_amp.json" >"$OUT_DIR/train_amp.log" 2>&1; then
+  cp "$OUT_DIR/train_amp.json" benchmarks/train_amp_cuda.json
+  step amp ok $((SECONDS - start)) "benchmarks/train_amp_cuda.json"
+else
+  step amp FAILED $((SECONDS - start)) "see $OUT_DIR/train_amp.log"
+  tail -30 "$OUT_DIR/train_amp.log" >&2
+fi
+
 # 4. One table.
 echo
 "$PYTHON" tools/benchmark_gpu.py --table "$REPORT" --steps "$STEPS" | tee "$OUT_DIR/table.txt"
+grep -A8 -i "amp" "$OUT_DIR/train_amp.log" 2>/dev/null | tee -a "$OUT_DIR/table.txt"
 exit $failed
