@@ -18,7 +18,7 @@ setup(
         "torchvision>=0.20",
         "openpoints==0.1.2",  # plugin.host patches this exact release
         "open_clip_torch>=2.20",
-        "timm>=0.9",
+        "timm>=1.0.16",  # Block.forward(x, attn_mask): the masked point transformers
         "numpy>=1.22",
         "easydict",
         "pyyaml",

@@ -1,5 +1,7 @@
 """Pretext models, heads and encoder feature taps (registered in OpenPoints ``MODELS``), and model EMA."""
 from .backbones.feature_taps import FEATURE_TAPS, register_tap, tap_features
+from .backbones.point_m2ae import PointM2AEEncoder
+from .backbones.point_vit import PointViTEncoder
 from .base import ParamGroup, PretextModel
 from .ema import ModelEma, MomentumSchedule, build_ema
 from .heads.gdpa import GatedDualPathAdapter
@@ -7,4 +9,4 @@ from .pretext.clip2point import CLIP2Point
 from .pretext.pic_at_point import PicAtPoint
 
 __all__ = ["CLIP2Point", "FEATURE_TAPS", "GatedDualPathAdapter", "ModelEma", "MomentumSchedule", "ParamGroup",
-           "PicAtPoint", "PretextModel", "build_ema", "register_tap", "tap_features"]
+           "PicAtPoint", "PointM2AEEncoder", "PointViTEncoder", "PretextModel", "build_ema", "register_tap", "tap_features"]
