@@ -7,8 +7,8 @@ same device (the cases are ``tools/benchmark_ops.py``'s, their inputs moved to t
 Times are CUDA-event medians after warm-up: each sample times enough back-to-back calls to
 last about 2 ms. Then model throughput with our ops and with the reference ops:
 PointNeXt-S inference (batch 128 x 1024 points) and training (batch 32), DGCNN inference.
-Prints a table, checks the targets (every kernel >= 1x its reference, knn >= 3x,
-group_points >= 1.5x torch.gather) and writes JSON next to the CPU benchmark's.
+Prints a table, checks the targets (every kernel >= 1x its reference, knn and chamfer_distance
+>= 3x, group_points >= 1.5x torch.gather) and writes JSON next to the CPU benchmark's.
 Without a GPU it prints why and exits 0.
 
 Usage::
@@ -38,14 +38,14 @@ sys.path.insert(0, REPO)  # for `plugin`
 if os.path.join(REPO, "tools") not in sys.path:
     sys.path.insert(0, os.path.join(REPO, "tools"))  # for `benchmark_ops` when imported from elsewhere
 
-from benchmark_ops import (Case, Inputs, ball_query_case, fps_case, gather_cases, group_cases,  # noqa: E402
-                           interpolate_cases, knn_case, to_device, write_report)
+from benchmark_ops import (Case, Inputs, ball_query_case, chamfer_case, fps_case, gather_cases,  # noqa: E402
+                           group_cases, interpolate_cases, knn_case, to_device, write_report)
 
 Timer = Callable[[Callable[[], object], int], float]
 MIN_SAMPLE_MS = 2.0  # each timed sample repeats the call until it lasts about this long
 SLOW_CALL_MS = 100.0  # calls slower than this get at most 3 samples
 TARGET_DEFAULT = 1.0  # every kernel at least as fast as its reference on the same GPU
-TARGETS = {"knn": 3.0}  # op -> minimum speedup over the reference
+TARGETS = {"knn": 3.0, "chamfer_distance": 3.0}  # op -> minimum speedup over the reference
 GATHER_TARGET = 1.5  # group_points vs a bare torch.gather
 
 
@@ -66,14 +66,16 @@ def _render_cases(clouds: int, n: int, size: int) -> list[Case]:
 
 
 def build_cases(quick: bool) -> list[Case]:
-    """The issue's shapes (PointNeXt-S, DGCNN, CLIP2Point), or small ones with ``quick``."""
+    """The issue's shapes (PointNeXt-S, DGCNN, CLIP2Point, I2P-MAE), or small ones with ``quick``."""
     if quick:
         return ([fps_case(2, 256, 64), knn_case(2, 256, 20), ball_query_case(2, 256, 64)]
                 + gather_cases(2, 8, 256, 64) + group_cases(2, 8, 256, 64, 8) + interpolate_cases(2, 8, 256, 64)
-                + _render_cases(4, 256, 32))
+                + _render_cases(4, 256, 32) + [chamfer_case(2 * 16, 8, 8, "patches"),
+                                               chamfer_case(2, 256, 256, "clouds")])
     return ([fps_case(32, 1024, 512), fps_case(8, 24000, 6000), knn_case(32, 1024, 20), knn_case(128, 1024, 20),
              ball_query_case(32, 1024, 512)] + gather_cases(32, 64, 1024, 512) + group_cases(32, 64, 1024, 512, 32)
-            + interpolate_cases(32, 128, 1024, 256) + _render_cases(320, 1024, 224))
+            + interpolate_cases(32, 128, 1024, 256) + _render_cases(320, 1024, 224)
+            + [chamfer_case(64 * 256, 8, 8, "patches"), chamfer_case(32, 2048, 2048, "clouds")])
 
 
 def cuda_time_ms(fn: Callable[[], object], repeat: int) -> float:

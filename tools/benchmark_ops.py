@@ -4,14 +4,15 @@ Measures each op on CPU, the C++ kernel vs :mod:`pointnet2_ops.reference` at the
 count; FPS also against ``fpsample.fps_sampling`` per cloud at one thread each (fpsample is
 single-threaded); CLIP2Point depth rendering (B=32 clouds x V=10 views of 1024 points at
 224 x 224: ``rasterize_points`` for the min mode, ``splat_weighted_depth`` for the weighted one)
-in clouds per second, plus :func:`plugin.render.render_depth` end to end; and the CUDA kernels
-when a GPU is present. Prints a
-table, checks the speed targets, and writes JSON.
+in clouds per second, plus :func:`plugin.render.render_depth` end to end; ``chamfer_distance`` at
+I2P-MAE's shapes (64 x 256 patches of 8 points, and 32 clouds of 2048 points); and the CUDA
+kernels when a GPU is present. Prints a table, checks the speed targets, and writes JSON.
 
 Usage::
 
     .venv/bin/python tools/benchmark_ops.py [--quick] [--out benchmarks/ops.json] [--threads N]
         [--only render_depth,knn]   # only these ops; their rows are merged into --out
+        [--only chamfer_distance]   # e.g. the Chamfer rows alone
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 TARGET_REFERENCE_SPEEDUP = 5.0  # FPS and ball query: native >= 5x reference
 TARGET_RENDER_SPEEDUP = 3.0  # depth rendering: native CPU kernels >= 3x the reference ops
+TARGET_CHAMFER_SPEEDUP = 5.0  # chamfer_distance: native >= 5x reference
 Inputs = dict[str, object]
 
 
@@ -176,6 +178,16 @@ def interpolate_cases(b: int, c: int, n: int, m: int) -> list[Case]:
     ]
 
 
+def chamfer_case(b: int, n: int, m: int, label: str) -> Case:
+    """Chamfer nearest neighbours both ways between ``b`` pairs of clouds of ``n`` and ``m`` points."""
+    return Case(
+        "chamfer_distance", f"{label} B={b} N={n} M={m}",
+        lambda g: {"a": torch.rand(b, n, 3, generator=g), "b": torch.rand(b, m, 3, generator=g)},
+        lambda t: ops.chamfer_distance(t["a"], t["b"]),
+        lambda t: reference.chamfer_distance(t["a"], t["b"]),
+    )
+
+
 def _render_cases(b: int, v: int = 10, n: int = 1024, size: int = 224) -> list[Case]:
     """CLIP2Point depth rendering of B clouds x V views: the splatting kernels vs the reference.
 
@@ -215,8 +227,11 @@ def build_cases(quick: bool) -> list[Case]:
         group_shapes = group_shapes[:1]
     groups = [c for ch, n, m in group_shapes for c in group_cases(b, ch, n, m, 32)]
     renders = _render_cases(b)
+    # I2P-MAE: 64 clouds x 256 patches of 8 points, and whole clouds of 2048 points.
+    chamfer = [chamfer_case((4 if quick else 64) * 256, 8, 8, "patches"),
+               chamfer_case(b, 1024 if quick else 2048, 1024 if quick else 2048, "clouds")]
     return (fps + [ball_query_case(b, 1024, 512), knn_case(b, 1024, 20)] + gather + groups
-            + interpolate_cases(b, 128, 512, 128) + renders)
+            + interpolate_cases(b, 128, 512, 128) + renders + chamfer)
 
 
 MIN_TIMED_S = 0.5  # keep sampling fast ops for at least this long (thread pools warm up)
@@ -369,6 +384,10 @@ def check_targets(rows: list[dict]) -> list[str]:
             ok = row["speedup"] >= TARGET_REFERENCE_SPEEDUP
             lines.append(f"{'PASS' if ok else 'MISS'} {label}: {row['speedup']:.1f}x reference "
                          f"(target >= {TARGET_REFERENCE_SPEEDUP:.0f}x)")
+        if row["op"] == "chamfer_distance":
+            ok = row["speedup"] >= TARGET_CHAMFER_SPEEDUP
+            lines.append(f"{'PASS' if ok else 'MISS'} {label}: {row['speedup']:.1f}x reference "
+                         f"(target >= {TARGET_CHAMFER_SPEEDUP:.0f}x)")
         if row["op"].startswith("render_depth"):
             ok = row["speedup"] >= TARGET_RENDER_SPEEDUP
             lines.append(f"{'PASS' if ok else 'MISS'} {label}: {row['speedup']:.1f}x reference "

@@ -194,16 +194,19 @@ class TrainingLoop:
         self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.updates = 0  # optimizer updates since the run started, over all its segments
         self.epoch = 0
+        self.history: List[Dict[str, float]] = []  # every finished epoch's figures, for history.json and the curves
 
     def state_dict(self) -> Dict[str, Any]:
         """The loop's resumable state: update count, scaler, selection and the hooks' states."""
         hooks = {hook.name: hook.state_dict() for hook in self.hooks}
         return {"updates": self.updates, "scaler": self.scaler.state_dict(), "selection": self.selection.state_dict(),
-                "hooks": {name: state for name, state in hooks.items() if state is not None}}
+                "hooks": {name: state for name, state in hooks.items() if state is not None},
+                "history": [dict(record) for record in self.history]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state_dict` of a checkpoint."""
         self.updates = int(state.get("updates", 0))
+        self.history = [dict(record) for record in state.get("history") or []]
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.selection.load_state_dict(state["selection"])
@@ -295,6 +298,7 @@ class TrainingLoop:
                 logs.update(metrics)
             for hook in self.hooks:
                 hook.after_epoch(self, epoch, logs)
+            self.history.append({"epoch": epoch, **logs, "lr": self.optimizer.param_groups[0]["lr"]})
             if self.selection.update(epoch, logs, last):
                 self.save("ckpt_best.pth", epoch, self.state_dict())
             if settings.sched_on_epoch:

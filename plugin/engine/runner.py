@@ -1,5 +1,6 @@
 """The base class of every mode: device, seed, run folder, and the model's input channels."""
 import logging
+import os
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
@@ -7,7 +8,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..io import restore_rng_state, rng_state_for_checkpoint
+from ..io import restore_rng_state, rng_state_for_checkpoint, save_json
+from ..vis.training_curves import plot_training_curves
 from . import builders
 from .distributed import current, process_device
 from .loop import Hook, LoopSettings, Selection, StepFn, TrainingLoop
@@ -132,7 +134,14 @@ class EpochRunner(Runner):
         return loop
 
     def _save(self, name: str, epoch: int, loop_state: Dict[str, Any]) -> None:
+        """Write checkpoint ``name``; with ``ckpt_latest.pth`` also ``history.json`` and ``curves.png`` (every epoch's
+        figures, the training curves)."""
         self.folder.save_checkpoint(self.checkpoint_state(epoch, loop=loop_state, **self.checkpoint_extra()), name)
+        if name == "ckpt_latest.pth" and self.folder.writer:
+            save_json(loop_state["history"], self.folder.file("history.json"), self.folder.config_key)
+            plot_training_curves(loop_state["history"], self.folder.file("curves.png"),
+                                 title=f"{self.cfg.task}/{os.path.basename(self.folder.path)}",
+                                 config_key=self.folder.config_key)
 
 
 def _plain(value: Any) -> Any:

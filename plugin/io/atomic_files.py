@@ -153,6 +153,19 @@ def save_text(text: str, path: str, config_key: str = "root_dir") -> None:
     _atomic_dump(path, "w", lambda f: f.write(text), config_key)
 
 
+def save_figure(figure: Any, path: str, dpi: int = 100, config_key: str = "root_dir") -> None:
+    """Save a matplotlib ``Figure`` to ``path`` atomically, in the format of its extension (``.png``, ``.pdf``).
+
+    Args:
+        figure: the figure.
+        path: the target file.
+        dpi: resolution of raster formats.
+        config_key: the config key that chose where ``path`` lies, named in errors.
+    """
+    extension = os.path.splitext(path)[1].lstrip(".") or "png"
+    _atomic_dump(path, "wb", lambda f: figure.savefig(f, format=extension, dpi=dpi), config_key)
+
+
 def save_npz(path: str, config_key: str = "root_dir", **arrays: Any) -> None:
     """``np.savez`` the named ``arrays`` to ``path`` atomically.
 

@@ -1,5 +1,7 @@
-"""Contrastive losses (registered in OpenPoints ``LOSS``)."""
+"""Contrastive losses (registered in OpenPoints ``LOSS``) and the Chamfer reconstruction losses."""
+from .chamfer import chamfer_l1, chamfer_l2
 from .info_nce import PointPictureInfoNCE, global_info_nce, local_info_nce
 from .nt_xent import SigmaBalancedLoss, nt_xent
 
-__all__ = ["PointPictureInfoNCE", "SigmaBalancedLoss", "local_info_nce", "global_info_nce", "nt_xent"]
+__all__ = ["PointPictureInfoNCE", "SigmaBalancedLoss", "local_info_nce", "global_info_nce", "nt_xent",
+           "chamfer_l1", "chamfer_l2"]

@@ -5,7 +5,6 @@ the local 3D embedding of one region and each of the S x S local image embedding
 cell is the cell its centre projects into (Sec. 3.3). Drawing uses matplotlib's object API (no pyplot, so
 no global backend state).
 """
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -18,6 +17,7 @@ from PIL import Image
 from ..datasets import RenderedViews
 from ..datasets.rendered_views import farthest_points
 from ..errors import BadInputError, DataNotFoundError
+from ..io import save_figure
 from ..models import tap_features
 from ..render.cameras import project
 
@@ -218,7 +218,8 @@ def blend(image: np.ndarray, result: CorrespondenceMap, cmap: str = CMAP, alpha:
     return (1 - alpha) * image + alpha * heat, ScalarMappable(norm, cmap)
 
 
-def draw_correspondence(image: np.ndarray, result: CorrespondenceMap, out: str, view: int, dpi: int = 100) -> None:
+def draw_correspondence(image: np.ndarray, result: CorrespondenceMap, out: str, view: int, dpi: int = 100,
+                        config_key: str = "--out") -> None:
     """Write a PNG of the view (left) and the similarity heatmap blended over it (right).
 
     Both panels mark the region's projected centre; the right one also outlines its positive cell (solid)
@@ -230,6 +231,7 @@ def draw_correspondence(image: np.ndarray, result: CorrespondenceMap, out: str, 
         out: destination PNG.
         view: index of the view, for the titles.
         dpi: dots per inch; the PNG is ``FIGSIZE * dpi`` pixels.
+        config_key: the option that chose ``out``, named when it cannot be written.
     """
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -258,5 +260,4 @@ def draw_correspondence(image: np.ndarray, result: CorrespondenceMap, out: str, 
                           Line2D([], [], color="white", lw=2.5, label="positive cell"),
                           Line2D([], [], color="black", lw=1.5, ls="--", label="most similar cell")],
                  loc="lower left", fontsize="small", facecolor="lightgrey", framealpha=0.8)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    save_figure(fig, out, dpi, config_key)

@@ -14,6 +14,7 @@ from sklearn.manifold import TSNE
 from sklearn.preprocessing import StandardScaler
 
 from ..errors import BadInputError, DataNotFoundError
+from ..io import save_figure
 
 METHODS = ("tsne", "pca")
 TSNE_INPUT_DIMS = 50  # t-SNE runs on the top principal components of wider features (standard practice)
@@ -107,7 +108,7 @@ def class_colours(count: int) -> np.ndarray:
 
 
 def draw_embeddings(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]], out: str,
-                    class_names: Optional[Sequence[str]] = None, dpi: int = 100) -> None:
+                    class_names: Optional[Sequence[str]] = None, dpi: int = 100, config_key: str = "--out") -> None:
     """Write a PNG with one scatter panel per ``(title, coords (N,2), labels (N,))`` and one shared legend.
 
     Args:
@@ -115,6 +116,7 @@ def draw_embeddings(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]], out: s
         out: destination PNG.
         class_names: names of labels 0, 1, ...; label indices when ``None``.
         dpi: dots per inch.
+        config_key: the option that chose ``out``, named when it cannot be written.
 
     Raises:
         BadInputError: a label has no name in ``class_names``.
@@ -143,5 +145,4 @@ def draw_embeddings(panels: Sequence[Tuple[str, np.ndarray, np.ndarray]], out: s
         ax.set_yticks([])
     fig.legend(handles=[handles[label] for label in present], loc="outside right upper", ncols=columns,
                fontsize="small", markerscale=max(1.0, 30 / size) ** 0.5, frameon=False)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    save_figure(fig, out, dpi, config_key)

@@ -12,7 +12,7 @@ import pytest
 from plugin.engine.run_folder import LOCK_FILE, RunFolder
 from plugin.io import read_checkpoint
 
-from .conftest import DGCNN_CFG, tiny_overrides
+from .conftest import DGCNN_CFG, only_run, tiny_overrides
 
 
 def _run(root: Path) -> Path:
@@ -99,3 +99,15 @@ def test_concurrent_creates_get_distinct_folders(tmp_path):
         with context.Pool(16) as pool:
             paths = pool.map(_create, [(str(tmp_path), barrier)] * 16)
     assert len(set(paths)) == 16
+
+
+def test_a_resumed_run_keeps_every_epoch_in_history_json(tiny_modelnet, tmp_path, main):
+    assert main(["--cfg", DGCNN_CFG, *tiny_overrides(tiny_modelnet, tmp_path, epochs=1)]) == 0
+    run = only_run(tmp_path)
+    assert main(["--cfg", DGCNN_CFG, f"root_dir={tmp_path}", "mode=resume", "epochs=2"]) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert [record["epoch"] for record in history] == [1, 2]
+    logged = [line for line in (run / "log.txt").read_text().splitlines() if " epoch 2/2 loss " in line]
+    assert history[1]["loss"] == pytest.approx(float(logged[0].split(" loss ")[1].split()[0]), abs=1e-4)
+    assert {"val_oa", "lr", "data_wait"} <= set(history[1])
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

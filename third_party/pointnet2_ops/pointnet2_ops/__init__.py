@@ -3,7 +3,7 @@
 Modules:
     pointnet2_utils: the field's autograd API (``furthest_point_sample``, ``gather_operation``,
         ``ball_query``, ``grouping_operation``, ``three_nn``, ``three_interpolate``, ``knn``,
-        ``QueryAndGroup``, ``GroupAll``).
+        ``QueryAndGroup``, ``GroupAll``) and the differentiable ``chamfer_distance``.
     ops: validated kernel-level functions (no autograd).
     reference: pure-PyTorch implementations of the kernel-level functions.
 

@@ -1,13 +1,15 @@
 """Argument validation for the kernel-level ops.
 
 Only metadata is inspected (type, dtype, shape, device, strides), so the checks cost
-microseconds; the one exception is :func:`index_range`, one min/max pass over CPU indices.
+microseconds; the exceptions are :func:`index_range` (one min/max pass over CPU indices) and
+:func:`finite` (one min/max pass over CPU values).
 Each failure raises :class:`PointOpsInputError` with one sentence that names the argument and
 the fix.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -74,6 +76,26 @@ def coords(name: str, value: object) -> torch.Tensor:
     _non_empty(name, t, 1)
     _contiguous(name, t)
     return t
+
+
+def finite(name: str, t: torch.Tensor) -> None:
+    """Check that a CPU tensor holds no NaN or infinite value; CUDA tensors are not read (no sync).
+
+    Like :func:`index_range`, this reads the data: one min/max pass (NaN propagates to both,
+    infinities reach one), several times cheaper than ``torch.isfinite(t).all()``.
+
+    Args:
+        name: argument name used in the error message.
+        t: the (already validated) non-empty floating tensor.
+    """
+    if t.device.type != "cpu":
+        return
+    low, high = (float(v) for v in torch.aminmax(t))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise PointOpsInputError(
+            f"`{name}` holds NaN or infinite values; remove those points or replace the values "
+            "(e.g. with torch.nan_to_num) before the call."
+        )
 
 
 def values(name: str, value: object, layout: str, points_dim: int | None = None) -> torch.Tensor:

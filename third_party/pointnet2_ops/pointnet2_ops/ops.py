@@ -8,10 +8,10 @@ the differentiable wrappers live in :mod:`pointnet2_ops.pointnet2_utils`.
 Dtypes: float32 and float64 are computed natively; float16/bfloat16 are computed in float32.
 Feature-valued results (gather, group, interpolate and their backwards) are returned in the
 features' input dtype, distances in the compute dtype, indices as int32 (the rasteriser's
-pixel-to-point index maps are int64 and their depth maps float32). Index arguments may
-be int32 or int64 and must lie in ``[0, N)``: CPU indices are checked before any kernel runs
-(:class:`~pointnet2_ops.errors.PointOpsIndexError`, an IndexError); CUDA indices are not read,
-since that would synchronise the device.
+pixel-to-point index maps and ``chamfer_distance``'s indices are int64, the depth maps
+float32). Index arguments may be int32 or int64 and must lie in ``[0, N)``: CPU indices are
+checked before any kernel runs (:class:`~pointnet2_ops.errors.PointOpsIndexError`, an
+IndexError); CUDA indices are not read, since that would synchronise the device.
 
 The semantics equal the PointNet++ CUDA kernels used by OpenPoints (Shaoshuai Shi's
 pointnet2_batch), with ties always resolved towards the lowest index.
@@ -36,6 +36,7 @@ __all__ = [
     "three_interpolate",
     "three_interpolate_backward",
     "knn",
+    "chamfer_distance",
     "rasterize_points",
     "splat_weighted_depth",
 ]
@@ -288,6 +289,35 @@ def knn(query: Tensor, support: Tensor, k: int) -> tuple[Tensor, Tensor]:
     dtype = _compute_dtype(query, support)
     query, support = query.to(dtype), support.to(dtype)
     return tuple(kernels_for(query).knn(query, support, k))
+
+
+@torch.no_grad()
+def chamfer_distance(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Nearest neighbour of every point in the other cloud, both ways (the Chamfer terms).
+
+    ``dist_ab[i, n] = min_m |a[i, n] - b[i, m]|^2`` with ``idx_ab[i, n]`` the minimising m, and
+    likewise ``dist_ba``/``idx_ba`` for the points of ``b`` among those of ``a``. The candidates
+    are scanned in index order, so ties go to the lowest index (duplicate points: the first copy).
+    CPU inputs must be finite (checked); CUDA inputs are not read, and there NaN distances are
+    never nearest (a point with none below +inf gets +inf and index 0).
+
+    Args:
+        a: (B, N, 3) points.
+        b: (B, M, 3) points of as many clouds (M may differ from N).
+
+    Returns:
+        ``(dist_ab, idx_ab, dist_ba, idx_ba)``: (B, N) squared distances in the compute dtype and
+        (B, N) int64 indices into M, then (B, M) and (B, M) the same way round.
+    """
+    a = _checks.coords("a", a)
+    b = _checks.coords("b", b)
+    _checks.same_device(a=a, b=b)
+    _check_batch("b", b, "a", a)
+    _checks.finite("a", a)
+    _checks.finite("b", b)
+    dtype = _compute_dtype(a, b)
+    a, b = a.to(dtype), b.to(dtype)
+    return tuple(kernels_for(a).chamfer_distance(a, b))
 
 
 @torch.no_grad()

@@ -6,6 +6,8 @@ Autograd functions over :mod:`pointnet2_ops.ops`, with the field's names and con
   w.r.t. their features only (``None`` for indices and weights, as in OpenPoints);
 * ``furthest_point_sample``, ``ball_query``, ``three_nn`` and ``knn`` return indices or
   distances and have no gradient;
+* ``chamfer_distance`` (not in OpenPoints) is differentiable w.r.t. both point clouds through
+  its squared distances, the nearest indices held fixed;
 * ``three_nn`` returns Euclidean distances ``sqrt(dist2)`` like OpenPoints' wrapper, whereas
   the kernel-level :func:`pointnet2_ops.ops.three_nn` returns squared ones; ``knn`` returns
   squared distances, like :func:`pointnet2_ops.ops.knn`.
@@ -37,6 +39,8 @@ __all__ = [
     "three_nn",
     "three_interpolate",
     "knn",
+    "ChamferDistance",
+    "chamfer_distance",
     "QueryAndGroup",
     "GroupAll",
 ]
@@ -143,12 +147,76 @@ class ThreeInterpolate(Function):
         return grad, None, None
 
 
+def _gather_points(points: Tensor, idx: Tensor) -> Tensor:
+    """``points[i, idx[i, n]]``: (B, P, 3) points at (B, Q) int64 indices -> (B, Q, 3)."""
+    return points.gather(1, idx.unsqueeze(-1).expand(-1, -1, 3))
+
+
+def _scatter_points(values: Tensor, idx: Tensor, p: int) -> Tensor:
+    """Sum (B, Q, 3) values into (B, p, 3) rows at (B, Q) int64 indices (index_add per cloud)."""
+    batch = values.shape[0]
+    flat = (idx + p * torch.arange(batch, device=idx.device).unsqueeze(1)).reshape(-1)
+    out = values.new_zeros(batch * p, 3)
+    return out.index_add_(0, flat, values.reshape(-1, 3)).view(batch, p, 3)
+
+
+class ChamferDistance(Function):
+    """Nearest neighbours both ways; differentiable w.r.t. ``a`` and ``b`` through the distances.
+
+    With ``j = idx_ab[i, n]``, ``dist_ab[i, n] = |a[i, n] - b[i, j]|^2`` has gradient
+    ``2 (a[i, n] - b[i, j])`` w.r.t. ``a[i, n]`` and its negative w.r.t. ``b[i, j]`` (summed over
+    every n choosing j); ``dist_ba`` likewise with the roles swapped. The indices are piecewise
+    constant and get no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Args: a (B, N, 3); b (B, M, 3). Returns (B, N) dist_ab, idx_ab; (B, M) dist_ba, idx_ba."""
+        dist_ab, idx_ab, dist_ba, idx_ba = ops.chamfer_distance(a, b)
+        ctx.save_for_backward(a, b, idx_ab, idx_ba)
+        ctx.mark_non_differentiable(idx_ab, idx_ba)
+        return dist_ab, idx_ab, dist_ba, idx_ba
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_ab: Tensor, grad_idx_ab: Tensor, grad_ba: Tensor,
+                 grad_idx_ba: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        a, b, idx_ab, idx_ba = ctx.saved_tensors
+        dtype = grad_ab.dtype  # the distances' compute dtype (float32 for half inputs)
+        a_c, b_c = a.to(dtype), b.to(dtype)
+        g_ab = 2 * grad_ab.unsqueeze(-1) * (a_c - _gather_points(b_c, idx_ab))  # (B, N, 3)
+        g_ba = 2 * grad_ba.unsqueeze(-1) * (b_c - _gather_points(a_c, idx_ba))  # (B, M, 3)
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = (g_ab - _scatter_points(g_ba, idx_ba, a.shape[1])).to(a.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_b = (g_ba - _scatter_points(g_ab, idx_ab, b.shape[1])).to(b.dtype)
+        return grad_a, grad_b
+
+
 furthest_point_sample = FurthestPointSampling.apply
 gather_operation = GatherOperation.apply
 ball_query = BallQuery.apply
 grouping_operation = GroupingOperation.apply
 three_nn = ThreeNN.apply
 three_interpolate = ThreeInterpolate.apply
+
+
+def chamfer_distance(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Nearest neighbours both ways with SQUARED distances, differentiable w.r.t. ``a`` and ``b``.
+
+    See :func:`pointnet2_ops.ops.chamfer_distance` (ties: lowest index) and
+    :class:`ChamferDistance` (the gradient).
+
+    Args:
+        a: (B, N, 3) points.
+        b: (B, M, 3) points.
+
+    Returns:
+        ``(dist_ab, idx_ab, dist_ba, idx_ba)``: (B, N) squared distances from each point of ``a``
+        to its nearest point of ``b`` and that point's int64 index, then the same (B, M) for ``b``.
+    """
+    return ChamferDistance.apply(a, b)
 
 
 def knn(query: Tensor, support: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -4,8 +4,8 @@ Signatures and semantics match the compiled kernels in ``pointnet2_ops._C`` exac
 :mod:`pointnet2_ops.ops` for the documented contract); inputs are assumed already validated:
 contiguous float32/float64 tensors of one dtype and int32/int64 indices. Squared distances are
 evaluated as ``(dx*dx + dy*dy) + dz*dz``, the order the kernels use, so index results (FPS,
-ball query, three_nn, knn) agree bit for bit. Everything is vectorised over points; only FPS
-loops, over its sequential sampling steps. The rasteriser resolves each pixel with
+ball query, three_nn, knn, chamfer_distance) agree bit for bit. Everything is vectorised over
+points; only FPS loops, over its sequential sampling steps. The rasteriser resolves each pixel with
 ``scatter_reduce`` (amin) on 64-bit keys ``depth bits << 32 | point index``; the weighted
 splatter sums with ``scatter_add`` in float64.
 """
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 _FPS_INIT = 1e10  # initial running min distance, as in the CUDA kernels
+_CHAMFER_BLOCK = 1 << 22  # most entries of the (B, rows, M) distances chamfer_distance holds
 
 
 def _pairwise_sq_dist(a: Tensor, b: Tensor) -> Tensor:
@@ -131,6 +132,33 @@ def knn(query: Tensor, support: Tensor, k: int) -> tuple[Tensor, Tensor]:
     d = _pairwise_sq_dist(query, support)  # (B, M, N)
     dist2, idx = d.sort(dim=-1, stable=True)  # ties: lower index first
     return dist2[..., :k].contiguous(), idx[..., :k].int()
+
+
+def chamfer_distance(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Nearest neighbours both ways; see :func:`pointnet2_ops.ops.chamfer_distance`.
+
+    Rows of ``a`` are taken in blocks of at most ``_CHAMFER_BLOCK`` distances. Each block gives
+    ``a``'s nearest points directly and a candidate for ``b``'s, kept only when strictly closer
+    than those of earlier blocks (so ties keep the lowest index). ``|b - a|^2`` equals
+    ``|a - b|^2`` bit for bit, so one distance matrix serves both directions.
+    """
+    batch, n, _ = a.shape
+    m = b.shape[1]
+    rows = max(1, _CHAMFER_BLOCK // (batch * m))
+    dist_ab, idx_ab = [], []
+    dist_ba = torch.full((batch, m), float("inf"), dtype=a.dtype, device=a.device)
+    idx_ba = torch.zeros(batch, m, dtype=torch.long, device=a.device)
+    for start in range(0, n, rows):
+        d = _pairwise_sq_dist(a[:, start:start + rows], b)  # (B, rows, M)
+        d = torch.where(d.isnan(), float("inf"), d)  # NaN distances are never nearest
+        d_min, d_arg = d.min(dim=2)  # first (lowest) index on ties; 0 when all are +inf
+        dist_ab.append(d_min)
+        idx_ab.append(d_arg)
+        col_min, col_arg = d.min(dim=1)
+        closer = col_min < dist_ba
+        dist_ba = torch.where(closer, col_min, dist_ba)
+        idx_ba = torch.where(closer, col_arg + start, idx_ba)
+    return torch.cat(dist_ab, 1), torch.cat(idx_ab, 1), dist_ba, idx_ba
 
 
 def _covered(coord: Tensor, footprint: int, size: int) -> tuple[Tensor, Tensor]:

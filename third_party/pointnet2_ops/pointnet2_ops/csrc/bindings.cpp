@@ -89,6 +89,11 @@ std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor
   return DISPATCH(knn, query, query, support, k);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> chamfer_distance(const at::Tensor& a,
+                                                                            const at::Tensor& b) {
+  return DISPATCH(chamfer_distance, a, a, b);
+}
+
 std::tuple<at::Tensor, at::Tensor> rasterize_points(const at::Tensor& pixels, int64_t height,
                                                     int64_t width, int64_t footprint) {
   return DISPATCH(rasterize_points, pixels, pixels, height, width, footprint);
@@ -163,6 +168,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "grad_out (B,C,n), idx (B,n,3), weight (B,n,3), m -> (B,C,m)");
   m.def("knn", guarded<&p::knn>,
         "query (B,M,3), support (B,N,3), k -> (dist2, idx), each (B,M,k)");
+  m.def("chamfer_distance", guarded<&p::chamfer_distance>,
+        "a (B,N,3), b (B,M,3) -> (dist_ab (B,N), idx_ab (B,N) int64, dist_ba (B,M), "
+        "idx_ba (B,M) int64): squared distance to, and index of, the nearest point of the other "
+        "cloud");
   m.def("rasterize_points", guarded<&p::rasterize_points>,
         "pixels (B,N,3) [col, row, depth], height, width, footprint -> "
         "(zbuf (B,H,W) float32, index (B,H,W) int64)");

@@ -31,6 +31,8 @@ namespace pointnet2_ops {
                                         const at::Tensor& weight, int64_t m);                    \
   std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor& support,     \
                                          int64_t k);                                             \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> chamfer_distance(                 \
+      const at::Tensor& a, const at::Tensor& b);                                                 \
   std::tuple<at::Tensor, at::Tensor> rasterize_points(const at::Tensor& pixels, int64_t height,  \
                                                       int64_t width, int64_t footprint);         \
   std::tuple<at::Tensor, at::Tensor> splat_weighted_depth(                                       \

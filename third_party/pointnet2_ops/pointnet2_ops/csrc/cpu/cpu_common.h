@@ -9,8 +9,20 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace pointnet2_ops::cpu {
+
+// 16-byte SIMD vector (GCC/Clang vector extension): 4 floats or 2 doubles. SSE2 and NEON are
+// baseline, so this vectorises without any -march flag. `index_type` is the integer vector of
+// the same lane count and width, the type of a comparison's mask.
+template <typename scalar_t>
+struct Simd {
+  typedef scalar_t type __attribute__((vector_size(16)));
+  typedef std::conditional_t<sizeof(scalar_t) == 4, int32_t, int64_t> index_scalar;
+  typedef index_scalar index_type __attribute__((vector_size(16)));
+  static constexpr int64_t kLanes = 16 / sizeof(scalar_t);
+};
 
 // Work per at::parallel_for chunk below which threading does not pay (ATen's GRAIN_SIZE).
 constexpr int64_t kGrainWork = 32768;

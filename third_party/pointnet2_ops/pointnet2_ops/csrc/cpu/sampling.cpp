@@ -10,13 +10,6 @@
 namespace pointnet2_ops::cpu {
 namespace {
 
-// 16-byte SIMD vector (GCC/Clang vector extension): 4 floats or 2 doubles. SSE2 and NEON are
-// baseline, so this vectorises without any -march flag.
-template <typename scalar_t>
-struct Simd {
-  typedef scalar_t type __attribute__((vector_size(16)));
-};
-
 // Points per block of the FPS scan: each block's maximum is a branch-free SIMD reduction, and
 // only the winning block is rescanned for its lowest index.
 constexpr int64_t kFpsBlock = 128;
@@ -25,7 +18,7 @@ constexpr int64_t kFpsBlock = 128;
 template <typename scalar_t>
 void fps_cloud(const scalar_t* xyz, int64_t n, int64_t m, int32_t* out) {
   using Vec = typename Simd<scalar_t>::type;
-  constexpr int64_t kLanes = sizeof(Vec) / sizeof(scalar_t);
+  constexpr int64_t kLanes = Simd<scalar_t>::kLanes;
   static_assert(kFpsBlock % kLanes == 0, "blocks must hold whole vectors");
   // Structure-of-arrays copy padded to whole blocks. Padding has min_d = -1, which stays -1
   // (min with a distance >= 0) and so can never be selected.

@@ -160,6 +160,28 @@ std::tuple<at::Tensor, at::Tensor> knn(const at::Tensor& query, const at::Tensor
   return {dist2, idx};
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> chamfer_distance(const at::Tensor& a,
+                                                                            const at::Tensor& b) {
+  check_point_pair(a, "a", b, "b");
+  const int64_t batch = a.size(0), n = a.size(1), m = b.size(1);
+  TORCH_CHECK(n > 0 && m > 0, "a and b must hold at least one point per cloud");
+  const c10::cuda::CUDAGuard guard(a.device());
+  const at::TensorOptions index_options = a.options().dtype(at::kLong);
+  at::Tensor dist_ab = at::empty({batch, n}, a.options());
+  at::Tensor idx_ab = at::empty({batch, n}, index_options);
+  at::Tensor dist_ba = at::empty({batch, m}, a.options());
+  at::Tensor idx_ba = at::empty({batch, m}, index_options);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "chamfer_distance_cuda", [&] {
+    launch_chamfer_nearest(a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
+                           dist_ab.data_ptr<scalar_t>(), idx_ab.data_ptr<int64_t>(), batch, n, m,
+                           stream());
+    launch_chamfer_nearest(b.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(),
+                           dist_ba.data_ptr<scalar_t>(), idx_ba.data_ptr<int64_t>(), batch, m, n,
+                           stream());
+  });
+  return {dist_ab, idx_ab, dist_ba, idx_ba};
+}
+
 std::tuple<at::Tensor, at::Tensor> rasterize_points(const at::Tensor& pixels, int64_t height,
                                                     int64_t width, int64_t footprint) {
   check_points_input(pixels, "pixels");

@@ -57,6 +57,11 @@ template <typename scalar_t>
 void launch_knn(const scalar_t* query, const scalar_t* support, scalar_t* dist2, int32_t* idx,
                 int64_t b, int64_t m, int64_t n, int64_t k, cudaStream_t stream);
 
+// Nearest of the p candidates (B, p, 3) for each query (B, q, 3): dist/idx (B, q).
+template <typename scalar_t>
+void launch_chamfer_nearest(const scalar_t* query, const scalar_t* points, scalar_t* dist,
+                            int64_t* idx, int64_t b, int64_t q, int64_t p, cudaStream_t stream);
+
 // pixels (B, N, 3) [col, row, depth]; index (B, H, W) filled with -1, zbuf (B, H, W).
 template <typename scalar_t>
 void launch_rasterize_points(const scalar_t* pixels, int64_t* index, float* zbuf, int64_t b,
