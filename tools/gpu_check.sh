@@ -3,11 +3,15 @@
 #   1. build the native ops for the GPU present (CUDA kernels required: the CI gate is on);
 #   2. run the whole test suite with pytest-xdist (`-n auto`, one CPU thread per worker), the
 #      `cuda`-marked tests included;
-#   3. run the GPU benchmark (tools/benchmark_gpu.py -> benchmarks/ops_cuda.json) and one PointNeXt-S training
-#      epoch with amp bf16 and off (tools/benchmark_train.py -> benchmarks/train_amp_cuda.json);
-#   4. print one table: the steps, the kernel timings, the model throughput, the targets.
+#   3. run the GPU benchmark (tools/benchmark_gpu.py -> benchmarks/ops_cuda.json), one PointNeXt-S training
+#      epoch with amp bf16 and off (tools/benchmark_train.py -> benchmarks/train_amp_cuda.json) and the point
+#      transformer encoders' forward, training step and SDPA kernels (tools/benchmark_encoders.py ->
+#      benchmarks/encoders_cuda.json);
+#   4. print one table: the steps, the kernel timings, the model throughput, the targets, then the amp and
+#      encoder tables.
 # Ends within 10 minutes: the suite is cut off after GPU_CHECK_TEST_TIMEOUT (300 s), the benchmark
-# after GPU_CHECK_BENCH_TIMEOUT (150 s), the amp epochs after GPU_CHECK_AMP_TIMEOUT (90 s), so the table always prints. Exits non-zero when a step failed.
+# after GPU_CHECK_BENCH_TIMEOUT (120 s), the amp epochs after GPU_CHECK_AMP_TIMEOUT (90 s), the encoders after
+# GPU_CHECK_ENCODERS_TIMEOUT (60 s), so the table always prints. Exits non-zero when a step failed.
 #
 # Python: .venv/bin/python when present (after `make install`), else python3. When .whl/ holds
 # wheels (`make gpu-wheels`, for a machine without network), they are installed into
@@ -72,7 +76,7 @@ esac
 
 # 3. The GPU benchmark.
 start=$SECONDS
-if timeout "${GPU_CHECK_BENCH_TIMEOUT:-150}" "$PYTHON" tools/benchmark_gpu.py --out "$REPORT" \
+if timeout "${GPU_CHECK_BENCH_TIMEOUT:-120}" "$PYTHON" tools/benchmark_gpu.py --out "$REPORT" \
      >"$OUT_DIR/benchmark.log" 2>&1; then
   cp "$REPORT" benchmarks/ops_cuda.json
   step benchmark ok $((SECONDS - start)) "benchmarks/ops_cuda.json"
@@ -92,8 +96,25 @@ else
   tail -30 "$OUT_DIR/train_amp.log" >&2
 fi
 
+# 3c. The point transformer encoders (PointViT, PointM2AE): forward batch 128 and training step batch 32 with amp
+# bf16 and off, peak memory, fused vs math SDPA kernels.
+start=$SECONDS
+rm -f "$OUT_DIR/encoders.json"
+if timeout "${GPU_CHECK_ENCODERS_TIMEOUT:-60}" "$PYTHON" tools/benchmark_encoders.py --device cuda \
+     --out "$OUT_DIR/encoders.json" >"$OUT_DIR/encoders.log" 2>&1; then
+  cp "$OUT_DIR/encoders.json" benchmarks/encoders_cuda.json
+  step encoders ok $((SECONDS - start)) "benchmarks/encoders_cuda.json"
+else
+  step encoders FAILED $((SECONDS - start)) "see $OUT_DIR/encoders.log"
+  tail -30 "$OUT_DIR/encoders.log" >&2
+fi
+
 # 4. One table.
 echo
 "$PYTHON" tools/benchmark_gpu.py --table "$REPORT" --steps "$STEPS" | tee "$OUT_DIR/table.txt"
 grep -A8 -i "amp" "$OUT_DIR/train_amp.log" 2>/dev/null | tee -a "$OUT_DIR/table.txt"
+if [[ -f "$OUT_DIR/encoders.json" ]]; then
+  echo | tee -a "$OUT_DIR/table.txt"
+  "$PYTHON" tools/benchmark_encoders.py --table "$OUT_DIR/encoders.json" | tee -a "$OUT_DIR/table.txt"
+fi
 exit $failed

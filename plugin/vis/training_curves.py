@@ -6,6 +6,7 @@ Drawing uses matplotlib's object API (no pyplot); the PNG is written atomically.
 from typing import Dict, List, Mapping, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from ..io import save_figure
 
@@ -56,6 +57,9 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], out: str, title
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=key)
         ax.set_title(name, fontsize="medium")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if name == "data wait":
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         if len(keys) > 1 or name in ("validation", "other"):
             ax.legend(fontsize="small", frameon=False)
         ax.grid(alpha=0.3)
