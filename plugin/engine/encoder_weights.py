@@ -4,7 +4,9 @@ Accepted checkpoints:
 
 - pre-training: ``{"encoder": <encoder state dict>, "encoder_args": ..., ...}``;
 - supervised: ``{"model": <BaseCls state dict with encoder.* keys>, ...}``;
-- a bare state dict, of the encoder itself or of a model with ``encoder.*`` keys.
+- a bare state dict, of the encoder itself or of a model with ``encoder.*`` keys;
+- a published Point-BERT, Point-MAE, ULIP, Point-M2AE or I2P-MAE checkpoint, recognised by its keys and
+  renamed for PointViTEncoder / PointM2AEEncoder (:mod:`plugin.models.backbones.published_weights`).
 
 A ``module.`` prefix (``DataParallel``) is dropped.
 """
@@ -16,6 +18,8 @@ from typing import Any, Dict, List
 import torch
 
 from ..errors import ConfigError
+from ..models.backbones.published_weights import (ConversionReport, checkpoint_weights, convert_published,
+                                                  detect_layout, load_converted)
 from .run_folder import load_checkpoint
 
 LOGGER = logging.getLogger("plugin")
@@ -30,11 +34,17 @@ class LoadReport:
         path: the checkpoint.
         loaded: names of the encoder tensors (parameters and buffers) that were loaded.
         unexpected: names of checkpoint tensors the encoder does not have (ignored).
+        published: the model of a published checkpoint's layout; empty for this project's checkpoints.
+        ignored: a published checkpoint's tensors dropped on purpose (decoder, heads, ...).
+        kept: encoder tensors a published layout does not hold, left at their initialisation.
     """
 
     path: str
     loaded: List[str]
     unexpected: List[str] = field(default_factory=list)
+    published: str = ""
+    ignored: List[str] = field(default_factory=list)
+    kept: List[str] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -46,9 +56,21 @@ class LoadReport:
         groups = Counter(name.split(".")[0] for name in self.loaded)
         text = f"loaded {self.count} encoder tensors from {self.path} (" + ", ".join(
             f"{module}.*: {n}" for module, n in groups.items()) + ")"
+        if self.published:
+            text += f"; a {self.published} checkpoint, {len(self.ignored)} of its tensors ignored on purpose"
+        if self.kept:
+            text += f"; kept at initialisation: {', '.join(self.kept)}"
         if self.unexpected:
             text += f"; ignored {len(self.unexpected)} unexpected (first: {', '.join(self.unexpected[:3])})"
         return text
+
+
+class PublishedEncoderState(dict):
+    """An encoder state dict converted from a published checkpoint; ``report`` tells how."""
+
+    def __init__(self, state: Dict[str, torch.Tensor], report: ConversionReport):
+        super().__init__(state)
+        self.report = report
 
 
 def _strip_prefix(state: Dict[str, Any], prefix: str) -> Dict[str, Any]:
@@ -72,6 +94,9 @@ def load_encoder_state(path: str, key: str) -> Dict[str, torch.Tensor]:
     state = load_checkpoint(path, key)
     if isinstance(state.get("encoder"), dict):
         return _strip_prefix(dict(state["encoder"]), "module.")
+    layout = detect_layout(checkpoint_weights(state))
+    if layout is not None:
+        return PublishedEncoderState(*convert_published(state, layout))
     model = _strip_prefix(dict(state.get("model", state)), "module.")
     encoder = {k[len(ENCODER_PREFIX):]: v for k, v in model.items() if k.startswith(ENCODER_PREFIX)}
     if not encoder and "model" not in state:  # a bare encoder state dict
@@ -86,6 +111,9 @@ def load_encoder_state(path: str, key: str) -> Dict[str, torch.Tensor]:
 def load_into_encoder(encoder: torch.nn.Module, state: Dict[str, torch.Tensor], path: str) -> LoadReport:
     """Copy ``state`` into ``encoder``: every encoder tensor must be present with its shape.
 
+    A :class:`PublishedEncoderState` loads strictly: besides the tensors its layout does not hold (kept at
+    their initialisation), every encoder tensor must be in it, and every tensor of it must be used.
+
     Args:
         encoder: the encoder module (e.g. ``BaseCls.encoder``).
         state: an encoder state dict, e.g. from :func:`load_encoder_state`.
@@ -94,6 +122,9 @@ def load_into_encoder(encoder: torch.nn.Module, state: Dict[str, torch.Tensor], 
     Raises:
         ConfigError: encoder tensors missing from ``state``, or of another shape.
     """
+    if isinstance(state, PublishedEncoderState):
+        done = load_converted(encoder, state, state.report, path)
+        return LoadReport(path, done.loaded, published=state.report.title, ignored=done.ignored, kept=done.kept)
     expected = encoder.state_dict()
     missing = [k for k in expected if k not in state]
     if missing:
