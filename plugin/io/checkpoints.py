@@ -7,10 +7,13 @@ checkpoint from someone else can never execute code. Everything this project wri
 before that stored the NumPy state as a tuple with an ``ndarray`` and some figures as NumPy
 scalars, and their config held OpenPoints transform objects; the NumPy globals that rebuild
 arrays and scalars of plain dtypes (the ones torch documents for arrays) and OpenPoints' transform
-classes (:data:`_LEGACY_GLOBALS`) are the only extra names allowed, so those files still load.
+classes (:data:`_LEGACY_GLOBALS`) are the only extra names allowed, so those files still load. Published
+ULIP checkpoints store their training arguments as an ``argparse.Namespace``, a plain attribute holder,
+allowed too.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import warnings
 from typing import Any, Dict
@@ -35,7 +38,7 @@ _LEGACY_NUMPY_GLOBALS = [
 ]
 # Checkpoints of older runs also stored, inside their config, the OpenPoints transform objects that
 # OpenPoints' dataloader builder wrote into it: plain data classes rebuilt without calling any code.
-_LEGACY_GLOBALS = _LEGACY_NUMPY_GLOBALS + [Compose, *DataTransforms.module_dict.values()]
+_LEGACY_GLOBALS = _LEGACY_NUMPY_GLOBALS + [Compose, *DataTransforms.module_dict.values(), argparse.Namespace]
 _UNPICKLER_ERROR = "WeightsUnpickler error:"  # what follows it in torch's message says what went wrong
 _ALLOWED = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in _LEGACY_GLOBALS}
 

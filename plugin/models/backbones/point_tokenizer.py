@@ -1,5 +1,5 @@
 """Point tokenizer of Point-BERT / Point-MAE: FPS centres, kNN groups, a mini-PointNet per group."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -33,13 +33,16 @@ class PointTokenizer(nn.Module):
         out_channels: token width.
         num_groups: number of groups (tokens) G.
         group_size: points per group k.
+        group_dim: width of the group embedding when it differs from ``out_channels``; a Linear after the
+            pool then projects it (Point-BERT's and ULIP's ``reduce_dim``, 256 -> 384). None: no projection.
     """
 
-    def __init__(self, out_channels: int, num_groups: int = 64, group_size: int = 32):
+    def __init__(self, out_channels: int, num_groups: int = 64, group_size: int = 32, group_dim: Optional[int] = None):
         super().__init__()
         self.num_groups = num_groups
         self.group_size = group_size
-        self.encoder = NeighbourhoodEmbed(3, (128, 256), (512, out_channels))
+        self.encoder = NeighbourhoodEmbed(3, (128, 256), (512, group_dim or out_channels))
+        self.project = nn.Linear(group_dim, out_channels) if group_dim else None
 
     def group(self, pos: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Centres (B, G, 3) and their neighbourhoods relative to the centre (B, G, k, 3)."""
@@ -54,4 +57,5 @@ class PointTokenizer(nn.Module):
         """(B, N, 3) points -> centres (B, G, 3) and tokens (B, G, C)."""
         centers, groups = self.group(pos)
         batch, n_groups = groups.shape[:2]
-        return centers, self.encoder(groups.flatten(0, 1)).view(batch, n_groups, -1)
+        tokens = self.encoder(groups.flatten(0, 1)).view(batch, n_groups, -1)
+        return centers, tokens if self.project is None else self.project(tokens)

@@ -53,25 +53,29 @@ class PointViTEncoder(nn.Module):
         group_size: points k per group (nearest neighbours of the centre).
         mask_token: hold a learnable [MASK] token for ``mode='replace'`` (BERT-style pre-training); off by
             default so that no parameter is left out of a supervised step's loss.
+        group_dim: width of the group embedding, projected to ``embed_dim`` after the pool (256 in Point-BERT
+            and ULIP, whose checkpoints then load); None: the group embedding is ``embed_dim`` wide (Point-MAE).
     """
 
     def __init__(self, embed_dim: int = 384, depth: int = 12, num_heads: int = 6, mlp_ratio: float = 4.0,
                  qkv_bias: bool = False, drop_path_rate: float = 0.1, num_groups: int = 64, group_size: int = 32,
-                 mask_token: bool = False):
+                 mask_token: bool = False, group_dim: Optional[int] = None):
         super().__init__()
         if embed_dim % num_heads:
             raise ConfigError(f"encoder_args.embed_dim {embed_dim} is not divisible by encoder_args.num_heads "
                               f"{num_heads}: choose a width that is a multiple of the head count.")
         self.embed_dim = embed_dim
         self.out_channels = 2 * embed_dim   # [CLS, max over tokens], what BaseCls gives its head
-        self.tokenizer = PointTokenizer(embed_dim, num_groups, group_size)
+        self.tokenizer = PointTokenizer(embed_dim, num_groups, group_size, group_dim)
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, embed_dim))
         # 1-D, so that OpenPoints' optimizer factory exempts them from weight decay (as Point-MAE's tokens)
         self.cls_token = nn.Parameter(torch.zeros(embed_dim))
         self.cls_pos = nn.Parameter(torch.zeros(embed_dim))
         self.mask_token = nn.Parameter(torch.zeros(embed_dim)) if mask_token else None
         rates = torch.linspace(0, drop_path_rate, depth).tolist()
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=rate)
+        # nn.LayerNorm (eps 1e-5) as Point-BERT, Point-MAE and ULIP, not timm's default eps 1e-6
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=rate,
+                                          norm_layer=nn.LayerNorm)
                                     for rate in rates)
         self.norm = nn.LayerNorm(embed_dim)
         self.apply(_init_weights)

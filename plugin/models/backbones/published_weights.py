@@ -34,8 +34,8 @@ or ignore pattern knows are ``unexpected``. Point-MAE pre-training has no CLS to
 
 (*) Point-BERT and ULIP embed groups into 256 channels and project them to the 384-wide transformer
 with ``reduce_dim``, a Linear applied after the group max pool: no Linear before the pool can stand in for
-it. It is mapped onto ``tokenizer.project`` (:data:`TOKEN_PROJECTION`); PointViTEncoder has no such layer,
-so loading these layouts is refused with a sentence saying so.
+it. It is mapped onto ``tokenizer.project`` (:data:`TOKEN_PROJECTION`), the layer PointViTEncoder has with
+``group_dim=256``; an encoder without it refuses these layouts in one sentence naming that setting.
 """
 import logging
 import re
@@ -51,7 +51,7 @@ from ...io import read_checkpoint
 LOGGER = logging.getLogger("plugin")
 WRAPPERS = ("module.", "base_model.")             # DataParallel / DDP, and Point-MAE's nested base_model
 CONTAINERS = ("base_model", "state_dict", "model")  # Point-BERT/MAE/M2AE/I2P-MAE, ULIP, older Point-BERT
-TOKEN_PROJECTION = "tokenizer.project."            # Point-BERT's reduce_dim: no layer of PointViTEncoder
+TOKEN_PROJECTION = "tokenizer.project."            # Point-BERT's reduce_dim: PointViTEncoder(group_dim=256)
 LAST_STAGE = "LAST"                                # in a rule pattern: the index of Point-M2AE's last stage
 OPTIONAL = ("mask_token",)   # loaded into an encoder built with one (encoder_args.mask_token), else ignored or kept
 Transform = Callable[[Tensor], Tensor]
@@ -323,8 +323,8 @@ def load_converted(encoder: nn.Module, state: Mapping[str, Tensor], report: Conv
     if any(k.startswith(TOKEN_PROJECTION) for k in state) and not any(k.startswith(TOKEN_PROJECTION) for k in expected):
         width = tuple(state[TOKEN_PROJECTION + "weight"].shape[::-1])
         raise ConfigError(f"Checkpoint '{path}' is a {spec.title} encoder, whose reduce_dim Linear {width[0]} -> "
-                          f"{width[1]} acts on tokens after their max pool, a layer {type(encoder).__name__} does not "
-                          f"have, so it cannot be loaded.")
+                          f"{width[1]} acts on tokens after their max pool: set encoder_args.group_dim={width[0]} so "
+                          f"that {type(encoder).__name__} has that layer.")
     ignored = list(report.ignored) + [report.sources[k] for k in OPTIONAL if k in state and k not in expected]
     kept = [k for k in (*report.kept, *OPTIONAL) if k in expected and k not in state]
     missing = [k for k in expected if k not in state and k not in kept]
