@@ -304,7 +304,7 @@ class TrainingLoop:
             if settings.sched_on_epoch:
                 self.scheduler.step(epoch)
             self.save("ckpt_latest.pth", epoch, self.state_dict())
-            LOGGER.info(epoch_line(epoch, settings.epochs, logs, self.optimizer.param_groups[0]["lr"]))
+            LOGGER.info(epoch_line(epoch, settings.epochs, logs, self.history[-1]["lr"]))  # the epoch's lr
         return logs
 
 
