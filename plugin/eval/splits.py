@@ -1,10 +1,11 @@
-"""Seeded index subsets of a split: K samples per class, and a held-out share for choosing checkpoints.
+"""Seeded index subsets of a split: K samples per class, N-way K-shot folds, and a held-out share for choosing
+checkpoints.
 
 K per class feeds the few-shot adapter (``mode=fewshot``) and the low-shot SVM probes
-(``svm.low_shot``); the held-out share lets ``pretrain`` and the adapters choose an epoch on training
-objects, never on the test split.
+(``svm.low_shot``); N-way K-shot folds feed ``mode=nshot`` (:func:`draw_nway_kshot`); the held-out share lets
+``pretrain`` and the adapters choose an epoch on training objects, never on the test split.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -60,3 +61,77 @@ def holdout_indices(size: int, fraction: float, seed: int,
                           f"objects.")
     order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(order[held_count:]), sorted(order[:held_count])
+
+
+def draw_nway_kshot(support_labels: Sequence[int], query_labels: Optional[Sequence[int]], ways: int, shots: int,
+                    queries: int, folds: int, seed: int) -> List[Dict[str, Any]]:
+    """N-way K-shot folds: per fold ``ways`` classes, ``shots`` support and ``queries`` query samples of each.
+
+    The protocol of Point-BERT's ``datasets/generate_few_shot_data.py`` (used by Point-MAE and I2P-MAE): per fold
+    the N classes are drawn at random, then per class K support samples from the support pool (the train split)
+    and Q query samples from the query pool (the test split); label ``i`` is the ``i``-th drawn class. With
+    ``query_labels`` None both come from the one pool, without overlap. Fold ``f`` draws from
+    ``np.random.default_rng([seed, f])``, so it does not depend on the number of folds.
+
+    Args:
+        support_labels: (S,) integer class of every sample of the support pool.
+        query_labels: (Q,) integer class of every sample of the query pool; None: the support pool.
+        ways: N, classes per fold, >= 2.
+        shots: K, support samples per class, >= 1.
+        queries: Q, query samples per class, >= 1.
+        folds: number of folds, >= 1.
+        seed: seed of the draws.
+
+    Returns:
+        One dict per fold: ``classes`` (the N class ids; their position is the remapped label), ``support`` and
+        ``query`` (sample indices into their pools, grouped by class in ``classes`` order).
+
+    Raises:
+        ConfigError: a setting out of range, more ways than classes, or a class with fewer than K (or Q, or
+        K + Q for one pool) samples.
+    """
+    for key, value, least in (("ways", ways, 2), ("shots", shots, 1), ("queries", queries, 1), ("folds", folds, 1)):
+        if int(value) < least:
+            raise ConfigError(f"nshot.{key} is {value}: set it to {least} or more.")
+    support = np.asarray(support_labels).astype(np.int64).reshape(-1)
+    shared = query_labels is None
+    query = support if shared else np.asarray(query_labels).astype(np.int64).reshape(-1)
+    classes = np.unique(support)
+    if ways > len(classes):
+        raise ConfigError(f"nshot.ways={ways} exceeds the {len(classes)} classes of the data: set nshot.ways to at "
+                          f"most {len(classes)}.")
+    for label in classes:
+        have_support, have_query = int(np.sum(support == label)), int(np.sum(query == label))
+        if shared and have_support < shots + queries:
+            raise ConfigError(f"Class {label} has {have_support} samples, fewer than nshot.shots + nshot.queries = "
+                              f"{shots + queries}: lower nshot.shots or nshot.queries.")
+        if not shared and have_support < shots:
+            raise ConfigError(f"Class {label} has {have_support} train samples, fewer than nshot.shots={shots}: lower "
+                              f"nshot.shots to at most {have_support}.")
+        if not shared and have_query < queries:
+            raise ConfigError(f"Class {label} has {have_query} test samples, fewer than nshot.queries={queries}: lower "
+                              f"nshot.queries to at most {have_query}.")
+    drawn = []
+    for fold in range(int(folds)):
+        rng = np.random.default_rng([int(seed), fold])
+        chosen = rng.choice(classes, size=int(ways), replace=False)
+        fold_support, fold_query = [], []
+        for label in chosen:
+            pool = rng.permutation(np.flatnonzero(support == label))
+            fold_support.extend(pool[:shots].tolist())
+            rest = pool[shots:] if shared else rng.permutation(np.flatnonzero(query == label))
+            fold_query.extend(rest[:queries].tolist())
+        drawn.append({"classes": [int(c) for c in chosen], "support": [int(i) for i in fold_support],
+                      "query": [int(i) for i in fold_query]})
+    return drawn
+
+
+def remap_labels(labels: Sequence[int], classes: Sequence[int]) -> np.ndarray:
+    """Labels of a fold's samples as ``0..N-1``: the position of each label in the fold's ``classes``.
+
+    Args:
+        labels: original class ids, each one of ``classes``.
+        classes: the fold's class ids in drawn order (:func:`draw_nway_kshot`).
+    """
+    lookup = {int(c): i for i, c in enumerate(classes)}
+    return np.array([lookup[int(label)] for label in np.asarray(labels).reshape(-1)], dtype=np.int64)
