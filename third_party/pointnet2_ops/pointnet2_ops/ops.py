@@ -8,7 +8,7 @@ the differentiable wrappers live in :mod:`pointnet2_ops.pointnet2_utils`.
 Dtypes: float32 and float64 are computed natively; float16/bfloat16 are computed in float32.
 Feature-valued results (gather, group, interpolate and their backwards) are returned in the
 features' input dtype, distances in the compute dtype, indices as int32 (the rasteriser's
-pixel-to-point index maps and ``chamfer_distance``'s indices are int64, the depth maps
+pixel-to-point index maps, the splat counts and ``chamfer_distance``'s indices are int64, the depth maps
 float32). Index arguments may be int32 or int64 and must lie in ``[0, N)``: CPU indices are
 checked before any kernel runs (:class:`~pointnet2_ops.errors.PointOpsIndexError`, an
 IndexError); CUDA indices are not read, since that would synchronise the device.
@@ -39,6 +39,7 @@ __all__ = [
     "chamfer_distance",
     "rasterize_points",
     "splat_weighted_depth",
+    "splat_sum_depth",
 ]
 
 
@@ -381,3 +382,33 @@ def splat_weighted_depth(
     footprint = _checks.count("footprint", footprint)
     pixels = pixels.to(_compute_dtype(pixels))
     return tuple(kernels_for(pixels).splat_weighted_depth(pixels, height, width, footprint))
+
+
+@torch.no_grad()
+def splat_sum_depth(
+    pixels: Tensor, height: int, width: int, footprint: int
+) -> tuple[Tensor, Tensor]:
+    """Summing depth splatting, no z-buffer (I2P-MAE's projection, ``reduce='sum'``).
+
+    Points cover pixels exactly as in :func:`rasterize_points` (same footprint squares), but a
+    depth of any sign draws: each covered pixel gets ``sum_i z_i`` over its covering points i,
+    with ``z_i`` rounded to float32, summed in float64 and rounded to float32 (the order of the
+    sums is unspecified on CUDA, so backends agree to float32 rounding, not bit for bit). Points
+    with NaN/infinite coordinates or depths draw nothing.
+
+    Args:
+        pixels: (B, N, 3) ``[col, row, depth]`` per point, as for :func:`rasterize_points`.
+        height: image height H in pixels, >= 1.
+        width: image width W in pixels, >= 1.
+        footprint: side of the square each point covers, >= 1 (5 for I2P-MAE's 5 x 5 block).
+
+    Returns:
+        ``(value, count)``: (B, H, W) float32 summed depths (0 where empty) and (B, H, W) int64
+        numbers of covering points (0 where empty; tells an empty pixel from a sum of 0).
+    """
+    pixels = _checks.coords("pixels", pixels)
+    height = _checks.count("height", height)
+    width = _checks.count("width", width)
+    footprint = _checks.count("footprint", footprint)
+    pixels = pixels.to(_compute_dtype(pixels))
+    return tuple(kernels_for(pixels).splat_sum_depth(pixels, height, width, footprint))

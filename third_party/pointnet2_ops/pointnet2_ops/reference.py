@@ -7,7 +7,7 @@ evaluated as ``(dx*dx + dy*dy) + dz*dz``, the order the kernels use, so index re
 ball query, three_nn, knn, chamfer_distance) agree bit for bit. Everything is vectorised over
 points; only FPS loops, over its sequential sampling steps. The rasteriser resolves each pixel with
 ``scatter_reduce`` (amin) on 64-bit keys ``depth bits << 32 | point index``; the weighted
-splatter sums with ``scatter_add`` in float64.
+and summing splatters sum with ``scatter_add`` in float64.
 """
 
 from __future__ import annotations
@@ -170,17 +170,18 @@ def _covered(coord: Tensor, footprint: int, size: int) -> tuple[Tensor, Tensor]:
 
 
 def _footprint_targets(
-    pixels: Tensor, height: int, width: int, footprint: int
+    pixels: Tensor, height: int, width: int, footprint: int, any_sign: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Flat pixel targets of every point's footprint, and the points' float32 depths.
 
     Returns ``(target, ok, depth)``: (B, N, f, f) pixel indices ``row * width + col`` (entries
     outside the image or of invisible points point at the spare slot ``height * width``), the
-    matching (B, N, f, f) validity mask, and the (B, N) depths rounded to float32.
+    matching (B, N, f, f) validity mask, and the (B, N) depths rounded to float32. Points draw
+    when their rounded depth is positive and finite, or with ``any_sign`` finite.
     """
     col, row, depth = pixels.unbind(-1)
     depth = depth.float()  # depths compare as float32, like the kernels
-    visible = (depth > 0) & (depth < float("inf"))
+    visible = depth.isfinite() if any_sign else (depth > 0) & (depth < float("inf"))
     cols, col_ok = _covered(col, footprint, width)
     rows, row_ok = _covered(row, footprint, height)
     target = rows.unsqueeze(-1) * width + cols.unsqueeze(-2)  # (B, N, f, f)
@@ -228,3 +229,19 @@ def splat_weighted_depth(
     num, den = sums[:, :, :spare].view(2, b, height, width)
     value = torch.where(index >= 0, (num / den).float(), float("inf"))
     return value, index
+
+
+def splat_sum_depth(
+    pixels: Tensor, height: int, width: int, footprint: int
+) -> tuple[Tensor, Tensor]:
+    """Summing splatting; see :func:`pointnet2_ops.ops.splat_sum_depth`."""
+    b = pixels.shape[0]
+    target, ok, depth = _footprint_targets(pixels, height, width, footprint, any_sign=True)
+    z = torch.where(ok, depth.double()[..., None, None], 0)  # NaN/inf depths never reach a sum
+    spare = height * width
+    sums = pixels.new_zeros(b, spare + 1, dtype=torch.float64)
+    sums.scatter_add_(1, target.reshape(b, -1), z.reshape(b, -1))
+    count = torch.zeros(b, spare + 1, dtype=torch.int64, device=pixels.device)
+    count.scatter_add_(1, target.reshape(b, -1), ok.long().reshape(b, -1))
+    value = sums[:, :spare].view(b, height, width).float()
+    return value, count[:, :spare].view(b, height, width)

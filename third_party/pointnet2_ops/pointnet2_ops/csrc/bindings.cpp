@@ -104,6 +104,11 @@ std::tuple<at::Tensor, at::Tensor> splat_weighted_depth(const at::Tensor& pixels
   return DISPATCH(splat_weighted_depth, pixels, pixels, height, width, footprint);
 }
 
+std::tuple<at::Tensor, at::Tensor> splat_sum_depth(const at::Tensor& pixels, int64_t height,
+                                                   int64_t width, int64_t footprint) {
+  return DISPATCH(splat_sum_depth, pixels, pixels, height, width, footprint);
+}
+
 #undef DISPATCH
 
 // Sets a Python exception of `type` with `message`, then unwinds to pybind11 (GIL held).
@@ -178,4 +183,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("splat_weighted_depth", guarded<&p::splat_weighted_depth>,
         "pixels (B,N,3) [col, row, depth], height, width, footprint -> "
         "(value (B,H,W) float32 inverse-depth-weighted depth, index (B,H,W) int64)");
+  m.def("splat_sum_depth", guarded<&p::splat_sum_depth>,
+        "pixels (B,N,3) [col, row, depth], height, width, footprint -> "
+        "(value (B,H,W) float32 sum of the covering depths, count (B,H,W) int64)");
 }

@@ -37,6 +37,8 @@ namespace pointnet2_ops {
                                                       int64_t width, int64_t footprint);         \
   std::tuple<at::Tensor, at::Tensor> splat_weighted_depth(                                       \
       const at::Tensor& pixels, int64_t height, int64_t width, int64_t footprint);               \
+  std::tuple<at::Tensor, at::Tensor> splat_sum_depth(                                            \
+      const at::Tensor& pixels, int64_t height, int64_t width, int64_t footprint);               \
   }
 
 POINTNET2_OPS_DECLARE_KERNELS(cpu)

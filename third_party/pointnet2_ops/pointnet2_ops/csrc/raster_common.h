@@ -42,6 +42,14 @@ POINTNET2_OPS_HOST_DEVICE inline bool visible_depth(scalar_t depth, float* round
   return *rounded > 0.0f && *rounded <= FLT_MAX;
 }
 
+// The depth the summing splatter adds: rounded to float32, any sign. Returns false for points
+// that draw nothing: rounded depth infinite or NaN.
+template <typename scalar_t>
+POINTNET2_OPS_HOST_DEVICE inline bool finite_depth(scalar_t depth, float* rounded) {
+  *rounded = static_cast<float>(depth);
+  return *rounded >= -FLT_MAX && *rounded <= FLT_MAX;
+}
+
 }  // namespace pointnet2_ops
 
 #undef POINTNET2_OPS_HOST_DEVICE

@@ -3,6 +3,9 @@
 //                         ties to the lower point index).
 //   splat_weighted_depth: every pixel gets sum_i w_i z_i / sum_i w_i, w_i = 1 / z_i, over its
 //                         covering points (float64 sums), plus the nearest point's index.
+//   splat_sum_depth:      every pixel gets sum_i z_i over its covering points, depths of any
+//                         sign (float64 sums; I2P-MAE's `scatter(..., reduce='sum')`), plus
+//                         the number of covering points.
 //
 // Work is split into tasks of (cloud, band of rows); a task owns its pixels, so no two threads
 // write the same pixel and no atomics are needed. A task initialises its own pixels before
@@ -24,8 +27,8 @@ namespace {
 
 // Calls visit(pixel, depth, i) for every pixel of rows [row_lo, row_hi] covered by each visible
 // point i of cloud `pts` (n, 3), points in index order; `pixel` counts from the band's first
-// pixel (row_lo, 0).
-template <typename scalar_t, typename Visit>
+// pixel (row_lo, 0). Visible: a positive finite depth, or with kAnySign any finite depth.
+template <bool kAnySign = false, typename scalar_t, typename Visit>
 inline void for_each_covered_pixel(const scalar_t* pts, int64_t n, int64_t height, int64_t width,
                                    int64_t footprint, int64_t row_lo, int64_t row_hi,
                                    Visit&& visit) {
@@ -33,7 +36,8 @@ inline void for_each_covered_pixel(const scalar_t* pts, int64_t n, int64_t heigh
     const scalar_t* p = pts + 3 * i;
     float depth;
     PixelSpan rows, cols;
-    if (!visible_depth(p[2], &depth) || !footprint_span(p[1], footprint, height, &rows)) {
+    const bool drawn = kAnySign ? finite_depth(p[2], &depth) : visible_depth(p[2], &depth);
+    if (!drawn || !footprint_span(p[1], footprint, height, &rows)) {
       continue;
     }
     const int64_t r0 = std::max(rows.lo, row_lo), r1 = std::min(rows.hi, row_hi);
@@ -151,6 +155,36 @@ std::tuple<at::Tensor, at::Tensor> splat_weighted_depth(const at::Tensor& pixels
     });
   });
   return {value, index};
+}
+
+std::tuple<at::Tensor, at::Tensor> splat_sum_depth(const at::Tensor& pixels, int64_t height,
+                                                   int64_t width, int64_t footprint) {
+  check_raster_args(pixels, height, width, footprint);
+  const int64_t b = pixels.size(0), n = pixels.size(1), image = height * width;
+  at::Tensor value = at::empty({b, height, width}, pixels.options().dtype(at::kFloat));
+  at::Tensor count = at::empty({b, height, width}, pixels.options().dtype(at::kLong));
+  using Sums = std::vector<double>;  // per-band float64 sums of the depths
+  AT_DISPATCH_FLOATING_TYPES(pixels.scalar_type(), "splat_sum_depth_cpu", [&] {
+    const scalar_t* pts = pixels.data_ptr<scalar_t>();
+    float* v_all = value.data_ptr<float>();
+    int64_t* c_all = count.data_ptr<int64_t>();
+    for_each_band<Sums>(b, n, height, width, [&](int64_t cloud, int64_t row_lo, int64_t row_hi,
+                                                 Sums& sums) {
+      const int64_t first = cloud * image + row_lo * width;
+      const int64_t pixel_count = (row_hi - row_lo + 1) * width;
+      int64_t* hits = c_all + first;
+      std::fill(hits, hits + pixel_count, int64_t{0});
+      sums.assign(pixel_count, 0.0);
+      for_each_covered_pixel<true>(pts + cloud * n * 3, n, height, width, footprint, row_lo,
+                                   row_hi, [&](int64_t pix, float depth, int64_t) {
+                                     sums[pix] += static_cast<double>(depth);
+                                     ++hits[pix];
+                                   });
+      float* v = v_all + first;
+      for (int64_t pix = 0; pix < pixel_count; ++pix) v[pix] = static_cast<float>(sums[pix]);
+    });
+  });
+  return {value, count};
 }
 
 }  // namespace pointnet2_ops::cpu

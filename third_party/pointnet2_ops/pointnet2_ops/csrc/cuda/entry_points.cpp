@@ -218,4 +218,23 @@ std::tuple<at::Tensor, at::Tensor> splat_weighted_depth(const at::Tensor& pixels
   return {value, index};
 }
 
+std::tuple<at::Tensor, at::Tensor> splat_sum_depth(const at::Tensor& pixels, int64_t height,
+                                                   int64_t width, int64_t footprint) {
+  check_points_input(pixels, "pixels");
+  TORCH_CHECK(height > 0 && width > 0 && footprint > 0,
+              "height, width and footprint must be positive");
+  const int64_t b = pixels.size(0), n = pixels.size(1);
+  TORCH_CHECK(n <= std::numeric_limits<int32_t>::max(), "at most 2^31 - 1 points per cloud");
+  const c10::cuda::CUDAGuard guard(pixels.device());
+  at::Tensor value = at::empty({b, height, width}, pixels.options().dtype(at::kFloat));
+  at::Tensor count = at::zeros({b, height, width}, pixels.options().dtype(at::kLong));
+  at::Tensor sums = at::zeros({b, height, width}, pixels.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(pixels.scalar_type(), "splat_sum_depth_cuda", [&] {
+    launch_splat_sum_depth(pixels.data_ptr<scalar_t>(), count.data_ptr<int64_t>(),
+                           value.data_ptr<float>(), sums.data_ptr<double>(), b, n, height, width,
+                           footprint, stream());
+  });
+  return {value, count};
+}
+
 }  // namespace pointnet2_ops::cuda

@@ -74,4 +74,10 @@ void launch_splat_weighted_depth(const scalar_t* pixels, int64_t* index, float* 
                                  double* sums, int64_t b, int64_t n, int64_t height,
                                  int64_t width, int64_t footprint, cudaStream_t stream);
 
+// pixels (B, N, 3); count (B, H, W) and sums (B, H, W) zeroed, value (B, H, W).
+template <typename scalar_t>
+void launch_splat_sum_depth(const scalar_t* pixels, int64_t* count, float* value, double* sums,
+                            int64_t b, int64_t n, int64_t height, int64_t width,
+                            int64_t footprint, cudaStream_t stream);
+
 }  // namespace pointnet2_ops::cuda
