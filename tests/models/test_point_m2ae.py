@@ -143,6 +143,8 @@ def test_bad_masks_are_one_sentence_errors():
         PointM2AEEncoder(in_channels=4)
     with pytest.raises(ConfigError, match="num_heads"):
         PointM2AEEncoder(num_heads=5)
+    with pytest.raises(ConfigError, match="model.decoder_args.num_heads to a common divisor"):
+        PointM2AEDecoder(encoder_dims=(32, 64, 128), dims=(128, 64), num_heads=6)
 
 
 def test_padding_never_changes_visible_outputs():

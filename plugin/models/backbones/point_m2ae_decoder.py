@@ -69,6 +69,9 @@ class PointM2AEDecoder(nn.Module):
             raise ConfigError(f"PointM2AEDecoder dims {list(dims)} must start at the encoder's last width "
                               f"{encoder_dims[-1]}, span at most its {len(encoder_dims)} stages and match depths "
                               f"{list(depths)} in length: set the decoder's dims and depths accordingly.")
+        if any(dim % num_heads for dim in dims):
+            raise ConfigError(f"num_heads {num_heads} does not divide every decoder width {list(dims)}: set "
+                              f"model.decoder_args.num_heads to a common divisor.")
         skips = list(encoder_dims)[::-1][1:len(dims)]   # encoder widths of the finer decoder scales
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dims[0]))
         self.skip_norms = nn.ModuleList(nn.LayerNorm(c) for c in skips)
