@@ -49,7 +49,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # for `plugin`
+sys.path.insert(0, os.path.join(REPO, "tools"))  # for benchmark_train's machine description
 
+from benchmark_train import cpu_model  # noqa: E402
 from plugin.engine import builders, load_config  # noqa: E402
 from plugin.engine.batch import prepare_batch  # noqa: E402
 from plugin.io import save_json  # noqa: E402
@@ -254,18 +256,6 @@ def _timm_fused_default() -> Optional[bool]:
     except ImportError:
         return None
     return bool(use_fused_attn())
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (the platform's processor string elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _pair(values: Sequence[Optional[float]], fmt: str) -> str:

@@ -6,7 +6,7 @@ parameters are frozen, it stays in eval mode (BN running statistics never change
 runs without autograd. Weights never download at run time unless ``weights: timm`` asks for it.
 """
 import os
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 import timm
 import torch
@@ -144,9 +144,7 @@ class FrozenImageBackbone(nn.Module):
         Args:
             img: (B,3,H,W) or (3,H,W) images in [0, 1].
         """
-        mean = torch.as_tensor(self.mean, dtype=img.dtype, device=img.device).view(-1, 1, 1)
-        std = torch.as_tensor(self.std, dtype=img.dtype, device=img.device).view(-1, 1, 1)
-        return (img - mean) / std
+        return normalize_images(img, self.mean, self.std)
 
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Feature map and global feature of normalised images.
@@ -160,3 +158,16 @@ class FrozenImageBackbone(nn.Module):
         with torch.no_grad():
             fmap = self.body(img)[-1]
             return fmap, fmap.mean(dim=(2, 3))
+
+
+def normalize_images(img: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(img - mean) / std`` per channel, channels at dim -3 (images with values in [0, 1] to a model's input range).
+
+    Args:
+        img: (B,3,H,W) or (3,H,W) images.
+        mean: per-channel means.
+        std: per-channel standard deviations.
+    """
+    mean_t = torch.as_tensor(mean, dtype=img.dtype, device=img.device).view(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=img.dtype, device=img.device).view(-1, 1, 1)
+    return (img - mean_t) / std_t

