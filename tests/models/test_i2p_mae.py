@@ -181,6 +181,26 @@ def test_config_builds_the_model_with_a_tiny_teacher():
     assert torch.isfinite(loss)
 
 
+def test_workflow_stages_chain_the_pretrained_encoder_into_svm_and_finetune():
+    """cfgs/modelnet40/i2p_mae.yaml: the full-size pre-training export loads strictly into both later stages."""
+    workflow = str(CFG.parents[1] / "modelnet40" / "i2p_mae.yaml")
+    tiny_teacher = ["model.teacher.name=tiny-clip-test", "model.teacher.pretrained=none"]
+    # the teacher overrides of the documented command reach the pretrain stage; the others drop the shared block
+    stages = {mode: load_config(workflow, [f"mode={mode}", *tiny_teacher]) for mode in ("pretrain", "svm", "finetune")}
+    assert stages["pretrain"].model.teacher.name == "tiny-clip-test" and "teacher" not in stages["svm"].model
+    assert stages["pretrain"].stages == ["pretrain", "svm", "finetune"]
+    assert stages["svm"].svm.pooling == "max" and stages["svm"].num_points == 1024
+    assert stages["finetune"].model.encoder_args.k_neighbors == [48, 24, 24] and stages["finetune"].lr == 5e-4
+    export = build_model_from_cfg(stages["pretrain"].model).checkpoint_entries()["encoder"]
+    for mode in ("svm", "finetune"):
+        model = stages[mode].model
+        cfg = EasyConfig()
+        cfg.update({"NAME": "BaseCls", "encoder_args": model.encoder_args.dict(),
+                    "cls_args": {"NAME": "ClsHead", "num_classes": 40, "mlps": [16]}})
+        encoder = build_model_from_cfg(cfg).encoder
+        encoder.load_state_dict(export, strict=True)
+
+
 def test_pretrain_one_epoch_through_main_exports_the_encoder(tmp_path):
     import json
 
