@@ -1,4 +1,4 @@
-"""Figures of Pic@Point runs: correspondence heatmaps (the paper's Fig. 4) and feature embeddings.
+"""Figures of runs: Pic@Point correspondence heatmaps (the paper's Fig. 4), feature embeddings and I2P-MAE masking.
 
 Examples::
 
@@ -8,12 +8,17 @@ Examples::
     python tools/visualize.py features --features log/modelnet40/<svm run>/features_train.npz \\
         log/modelnet40/<svm run>/features_test.npz --method tsne \\
         --classes ../shared/data/modelnet40_normal_resampled/modelnet40_shape_names.txt --out emb.png
+    python tools/visualize.py i2p-mask --load-path log/shapenet/i2p_mae-<time>/ckpt_best.pth \\
+        --clouds chair.npy airplane.npy --out masking.png
 
 ``correspondence`` builds the model of ``--cfg`` (plus ``key=value`` overrides, which must match the run's),
 loads the checkpoint's ``model`` state and draws the cosine similarity between one 3D region's local embedding
 and every image region of the view. ``features`` draws one t-SNE or PCA panel per ``features_*.npz`` of
-``mode=svm``. Errors the user can fix (a missing, corrupt or foreign checkpoint, an unwritable ``--out``)
-are printed as one sentence (exit status 2).
+``mode=svm``. ``i2p-mask`` draws I2P-MAE's masking (supplementary Fig. 5): per object the input, random masking, the
+attention cloud S, the 2D-guided mask and the reconstruction, from a pre-training checkpoint (the model is built
+from the config stored in it) or, with ``--cfg`` alone, a randomly initialised model. Errors the user can fix
+(a missing, corrupt or foreign checkpoint, an unreadable cloud, an unwritable ``--out``) are printed as one
+sentence (exit status 2).
 """
 import argparse
 import os
@@ -43,6 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     feats.add_argument("--seed", type=int, default=0, help="random state of t-SNE and PCA")
     feats.add_argument("--out", required=True, help="output PNG")
     feats.add_argument("--dpi", type=int, default=100, help="dots per inch")
+    mask = commands.add_parser("i2p-mask", help="I2P-MAE masking: input, random mask, S, guided mask, reconstruction")
+    mask.add_argument("--load-path", "--load_path", dest="load_path", default=None,
+                      help="checkpoint of mode=pretrain with an I2P-MAE config; its stored cfg builds the model")
+    mask.add_argument("--cfg", default=None, help="an I2P-MAE YAML (default: the checkpoint's config); "
+                                                  "without --load-path the model is randomly initialised")
+    mask.add_argument("--clouds", nargs="+", required=True, help="one object per file: .npy (N, 3+) or ModelNet .txt")
+    mask.add_argument("--num-points", type=int, default=None,
+                      help="points drawn per object (default: the config's dataset.common.num_points, else 2048)")
+    mask.add_argument("--seed", type=int, default=0, help="seed of the point draw and both masks")
+    mask.add_argument("--out", required=True, help="output PNG")
+    mask.add_argument("--dpi", type=int, default=100, help="dots per inch (each panel is 2.6 inches square)")
+    mask.add_argument("overrides", nargs="*", help="key=value config overrides")
     return parser
 
 
@@ -127,13 +144,65 @@ def features(args: argparse.Namespace) -> str:
     return f"{len(panels)} panel(s) of {method} -> {args.out}"
 
 
+def i2p_mask(args: argparse.Namespace) -> str:
+    """Draw the I2P-MAE masking figure of ``args``; returns a one-line summary."""
+    import numpy as np
+    import torch
+    from openpoints.utils import EasyConfig
+
+    from plugin.engine import builders, load_config
+    from plugin.engine.config import apply_overrides
+    from plugin.engine.run_folder import load_checkpoint
+    from plugin.errors import ConfigError, WeightsNotFoundError
+    from plugin.io import writing
+    from plugin.models.pretext.i2p_mae import I2PMAE
+    from plugin.vis import masking_maps as maps
+
+    if args.load_path is None and args.cfg is None:
+        raise ConfigError("i2p-mask needs a model: pass --load-path (a pre-training checkpoint) or --cfg "
+                          "(a random-init model, e.g. cfgs/shapenet/i2p_mae.yaml).")
+    clouds = [maps.load_cloud(path) for path in args.clouds]  # fail fast, before building the model
+    state = load_checkpoint(args.load_path, "--load-path") if args.load_path else None
+    if state is not None and not isinstance(state.get("model"), dict):
+        raise WeightsNotFoundError(f"'{args.load_path}' holds no 'model' state: set --load-path to a "
+                                   f"ckpt_best.pth or ckpt_latest.pth of mode=pretrain.")
+    if args.cfg is not None:
+        cfg = load_config(args.cfg, args.overrides)
+    elif isinstance(state.get("cfg"), dict):
+        cfg = EasyConfig()
+        cfg.update(state["cfg"])
+        apply_overrides(cfg, args.overrides)
+    else:
+        raise ConfigError(f"'{args.load_path}' stores no config: pass the run's cfg.yaml as --cfg.")
+    model = builders.build_model(cfg)
+    if not isinstance(model, I2PMAE):
+        raise ConfigError(f"The config builds {type(model).__name__}, not I2PMAE: pass an I2P-MAE pre-training "
+                          f"checkpoint or config such as cfgs/shapenet/i2p_mae.yaml.")
+    if state is not None:
+        _load_model_state(model, state["model"], args.load_path)
+    device = builders.select_device(cfg)
+    model.to(device).eval()
+    common = (cfg.get("dataset") or {}).get("common") or {}
+    num_points = int(args.num_points or common.get("num_points") or 2048)
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+    rows = maps.masking_rows(model, [maps.prepare_cloud(c, num_points, rng) for c in clouds], device)
+    with writing(args.out, "--out"):
+        maps.draw_masking(rows, args.out, args.dpi)
+    source = f"'{args.load_path}'" if state is not None else "a randomly initialised model"
+    return f"{len(rows)} object(s) of {num_points} points, masked by {source} -> {args.out}"
+
+
+COMMANDS = {"correspondence": correspondence, "features": features, "i2p-mask": i2p_mask}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
 
     from plugin.errors import UserError
 
     try:
-        print(correspondence(args) if args.command == "correspondence" else features(args))
+        print(COMMANDS[args.command](args))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

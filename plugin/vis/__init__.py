@@ -1,2 +1,3 @@
 """Figures of runs: Pic@Point correspondence maps (:mod:`.correspondence_maps`, which embed with a model) and
-2D embeddings of frozen-encoder features (:mod:`.embedding_plots`); drawn by ``tools/visualize.py``."""
+2D embeddings of frozen-encoder features (:mod:`.embedding_plots`), I2P-MAE masking figures (:mod:`.masking_maps`),
+drawn by ``tools/visualize.py``; training curves of runs (:mod:`.training_curves`), drawn by the training loop."""

@@ -271,3 +271,39 @@ class I2PMAE(PretextModel):
         entropy = -(probs * probs.clamp_min(1e-30).log()).sum(dim=1).mean()
         logs.update(loss=loss.item(), mask_entropy=entropy.item())
         return loss, logs
+
+    @torch.no_grad()
+    def explain(self, pos: Tensor) -> Dict[str, Tensor]:
+        """What one pre-training step masks and reconstructs, for figures (I2P-MAE supplementary Fig. 5).
+
+        No augmentation and no loss; call it in eval mode. Both masks draw from torch's global RNG.
+
+        Args:
+            pos: (B, P, 3) clouds.
+
+        Returns:
+            ``centers`` (B, G, 3) coarsest token centres; ``saliency`` (B, G) the attention cloud S (zeros without
+            a teacher); ``random_mask`` and ``guided_mask`` (B, G), ``True`` = masked: uniformly random and the
+            model's own (2D-guided unless ``guided: False``); ``patch_centers`` (B, N, 3) target-scale centres;
+            ``target_visible`` (B, N) the target tokens the encoder saw under ``guided_mask``; ``patches``
+            (B, N, k, 3) absolute coordinates: the predicted patch at masked target tokens, the true one at visible.
+        """
+        pos = pos.float()
+        scales = self.encoder.tokenize(pos)
+        centers = scales[-1].centers
+        b, g = centers.shape[:2]
+        saliency = self.teach(pos, scales)["saliency"] if self.teacher is not None else None
+        random_mask = random_token_mask(b, g, self.mask_ratio, device=pos.device)
+        guided_mask, _ = self.token_mask(saliency, b, g, pos.device)
+        outputs = self.encoder(pos, guided_mask, scales)
+        decoded = self.decoder(outputs).transpose(1, 2)
+        target, fine = scales[self.target_stage], scales[self.target_stage - 1].centers
+        _, patch = pointnet2_utils.knn(target.centers.contiguous(), fine.contiguous(), self.patch_size)
+        visible = outputs[self.target_stage].visible
+        n = patch.shape[1]
+        predicted = self.head_3d(decoded).transpose(1, 2).reshape(b, n, self.patch_size, 3)
+        predicted = predicted + target.centers.unsqueeze(2)  # Sec. 3.3: offsets relative to the token centre
+        patches = torch.where(visible[..., None, None], index_rows(fine, patch.long()), predicted)
+        return {"centers": centers, "saliency": saliency if saliency is not None else centers.new_zeros(b, g),
+                "random_mask": random_mask, "guided_mask": guided_mask, "patch_centers": target.centers,
+                "target_visible": visible, "patches": patches}
