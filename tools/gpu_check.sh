@@ -74,45 +74,36 @@ case $status in
   *) step tests FAILED $((SECONDS - start)) "${counts:-pytest exit $status}; see $OUT_DIR/tests.log" ;;
 esac
 
-# 3. The GPU benchmark.
-start=$SECONDS
-if timeout "${GPU_CHECK_BENCH_TIMEOUT:-120}" "$PYTHON" tools/benchmark_gpu.py --out "$REPORT" \
-     >"$OUT_DIR/benchmark.log" 2>&1; then
-  cp "$REPORT" benchmarks/ops_cuda.json
-  step benchmark ok $((SECONDS - start)) "benchmarks/ops_cuda.json"
-else
-  step benchmark FAILED $((SECONDS - start)) "see $OUT_DIR/benchmark.log"
-  tail -30 "$OUT_DIR/benchmark.log" >&2
-fi
+# benchmark NAME LIMIT JSON DEST CMD...: run CMD, which writes JSON, for at most LIMIT seconds (its output in
+# NAME.log); copy JSON to DEST when it succeeds. One row of the table either way.
+benchmark() {
+  local name=$1 limit=$2 json=$3 dest=$4 start=$SECONDS
+  shift 4
+  rm -f "$json"
+  if timeout "$limit" "$@" >"$OUT_DIR/$name.log" 2>&1; then
+    cp "$json" "$dest"
+    step "$name" ok $((SECONDS - start)) "$dest"
+  else
+    step "$name" FAILED $((SECONDS - start)) "see $OUT_DIR/$name.log"
+    tail -30 "$OUT_DIR/$name.log" >&2
+  fi
+}
 
+# 3. The GPU benchmark of the kernels.
+benchmark benchmark "${GPU_CHECK_BENCH_TIMEOUT:-120}" "$REPORT" benchmarks/ops_cuda.json \
+  "$PYTHON" tools/benchmark_gpu.py --out "$REPORT"
 # 3b. Mixed precision: one PointNeXt-S training epoch on synthetic data with amp bf16 and off (instances/s, peak memory).
-start=$SECONDS
-if timeout "${GPU_CHECK_AMP_TIMEOUT:-90}" "$PYTHON" tools/benchmark_train.py --device cuda --amp bf16,off --no-compare \
-     --out "$OUT_DIR/train_amp.json" >"$OUT_DIR/train_amp.log" 2>&1; then
-  cp "$OUT_DIR/train_amp.json" benchmarks/train_amp_cuda.json
-  step amp ok $((SECONDS - start)) "benchmarks/train_amp_cuda.json"
-else
-  step amp FAILED $((SECONDS - start)) "see $OUT_DIR/train_amp.log"
-  tail -30 "$OUT_DIR/train_amp.log" >&2
-fi
-
+benchmark amp "${GPU_CHECK_AMP_TIMEOUT:-90}" "$OUT_DIR/train_amp.json" benchmarks/train_amp_cuda.json \
+  "$PYTHON" tools/benchmark_train.py --device cuda --amp bf16,off --no-compare --out "$OUT_DIR/train_amp.json"
 # 3c. The point transformer encoders (PointViT, PointM2AE): forward batch 128 and training step batch 32 with amp
 # bf16 and off, peak memory, fused vs math SDPA kernels.
-start=$SECONDS
-rm -f "$OUT_DIR/encoders.json"
-if timeout "${GPU_CHECK_ENCODERS_TIMEOUT:-60}" "$PYTHON" tools/benchmark_encoders.py --device cuda \
-     --out "$OUT_DIR/encoders.json" >"$OUT_DIR/encoders.log" 2>&1; then
-  cp "$OUT_DIR/encoders.json" benchmarks/encoders_cuda.json
-  step encoders ok $((SECONDS - start)) "benchmarks/encoders_cuda.json"
-else
-  step encoders FAILED $((SECONDS - start)) "see $OUT_DIR/encoders.log"
-  tail -30 "$OUT_DIR/encoders.log" >&2
-fi
+benchmark encoders "${GPU_CHECK_ENCODERS_TIMEOUT:-60}" "$OUT_DIR/encoders.json" benchmarks/encoders_cuda.json \
+  "$PYTHON" tools/benchmark_encoders.py --device cuda --out "$OUT_DIR/encoders.json"
 
 # 4. One table.
 echo
 "$PYTHON" tools/benchmark_gpu.py --table "$REPORT" --steps "$STEPS" | tee "$OUT_DIR/table.txt"
-grep -A8 -i "amp" "$OUT_DIR/train_amp.log" 2>/dev/null | tee -a "$OUT_DIR/table.txt"
+grep -A8 -i "amp" "$OUT_DIR/amp.log" 2>/dev/null | tee -a "$OUT_DIR/table.txt"
 if [[ -f "$OUT_DIR/encoders.json" ]]; then
   echo | tee -a "$OUT_DIR/table.txt"
   "$PYTHON" tools/benchmark_encoders.py --table "$OUT_DIR/encoders.json" | tee -a "$OUT_DIR/table.txt"
