@@ -44,3 +44,20 @@ def only_run(root: Path) -> Path:
     runs = [p for p in (root / "modelnet40").iterdir() if p.is_dir()]
     assert len(runs) == 1, runs
     return runs[0]
+
+
+@pytest.fixture
+def encoder_at_first_step(monkeypatch) -> dict:
+    """Filled with ``mode=finetune``'s encoder state dict as the first training step sees it (CPU copies)."""
+    from plugin.engine.modes.finetune import FinetuneRunner
+
+    seen: dict = {}
+    original_step = FinetuneRunner.step
+
+    def spy_step(self, data):
+        if not seen:
+            seen.update({k: v.detach().cpu().clone() for k, v in self.model.encoder.state_dict().items()})
+        return original_step(self, data)
+
+    monkeypatch.setattr(FinetuneRunner, "step", spy_step)
+    return seen

@@ -7,7 +7,6 @@ from openpoints.models import build_model_from_cfg
 
 from plugin.engine import load_config
 from plugin.engine.encoder_weights import load_encoder_state, load_into_encoder
-from plugin.engine.modes.finetune import FinetuneRunner
 from plugin.errors import BadCheckpointError, ConfigError, UserError, WeightsNotFoundError
 
 from .conftest import DGCNN_CFG, tiny_overrides
@@ -41,17 +40,9 @@ def finetune_args(data_dir, root, *extra):
 
 
 def test_finetune_starts_from_the_pretrained_encoder_exactly(pretrained, tiny_modelnet, tmp_path, main,
-                                                             monkeypatch):
+                                                             encoder_at_first_step):
     path, state = pretrained
-    at_start = {}
-    original_step = FinetuneRunner.step
-
-    def spy_step(self, data):
-        if not at_start:  # the encoder as the first training step sees it
-            at_start.update({k: v.detach().cpu().clone() for k, v in self.model.encoder.state_dict().items()})
-        return original_step(self, data)
-
-    monkeypatch.setattr(FinetuneRunner, "step", spy_step)
+    at_start = encoder_at_first_step
     assert main(finetune_args(tiny_modelnet, tmp_path, f"pretrained_path={path}")) == 0
     assert at_start.keys() == state.keys()
     for key, value in state.items():

@@ -16,13 +16,13 @@ import torch.nn.functional as F
 
 import plugin  # noqa: F401
 from plugin.engine.encoder_weights import load_encoder_state, load_into_encoder
-from plugin.engine.modes.finetune import FinetuneRunner
 from plugin.errors import BadCheckpointError, ConfigError
 from plugin.models.backbones.point_m2ae import PointM2AEEncoder
 from plugin.models.backbones.point_vit import PointViTEncoder
 from plugin.models.backbones.published_weights import (LAYOUTS, convert_published, load_converted, load_published,
                                                        squeeze_kernel)
-from tests.engine.conftest import REPO, main, only_run, tiny_modelnet, tiny_overrides  # noqa: F401  (fixtures)
+from tests.engine.conftest import (REPO, encoder_at_first_step, main, only_run,  # noqa: F401  (fixtures)
+                                   tiny_modelnet, tiny_overrides)
 
 VIT = dict(embed_dim=32, depth=2, num_heads=2, num_groups=16, group_size=8)
 M2AE = dict(num_tokens=(64, 32, 16), k_neighbors=(8, 4, 4), dims=(16, 32, 64), depths=(2, 1, 1), num_heads=4)
@@ -502,19 +502,12 @@ def test_engine_reads_published_checkpoints(tmp_path):
     assert report.count + len(report.kept) == len(encoder.state_dict()) and report.unexpected == []
 
 
-def test_finetune_starts_from_a_point_mae_pretraining_checkpoint(tiny_modelnet, tmp_path, main, monkeypatch):
+def test_finetune_starts_from_a_point_mae_pretraining_checkpoint(tiny_modelnet, tmp_path, main,
+                                                                  encoder_at_first_step):
     ckpt, up = checkpoint("point_mae_pretrain")
     path = tmp_path / "pretrain.pth"
     torch.save(ckpt, path)
-    at_start = {}
-    original_step = FinetuneRunner.step
-
-    def spy_step(self, data):
-        if not at_start:  # the encoder as the first training step sees it
-            at_start.update({k: v.detach().cpu().clone() for k, v in self.model.encoder.state_dict().items()})
-        return original_step(self, data)
-
-    monkeypatch.setattr(FinetuneRunner, "step", spy_step)
+    at_start = encoder_at_first_step
     overrides = [o for o in tiny_overrides(tiny_modelnet, tmp_path, epochs=1) if not o.startswith("model.encoder")]
     encoder_keys = [f"model.encoder_args.{key}={value}" for key, value in VIT.items()]
     cfg = str(REPO / "cfgs" / "modelnet40" / "pointvit.yaml")
