@@ -16,6 +16,7 @@ from .loop import Hook, LoopSettings, Selection, StepFn, TrainingLoop
 from .run_folder import RunFolder
 
 LOGGER = logging.getLogger("plugin")
+CURVES_EVERY_S = 30.0  # curves.png is redrawn at most this often while a run trains, and at its last epoch
 
 
 class Runner:
@@ -83,6 +84,7 @@ class EpochRunner(Runner):
     resume_mode = ""
     start_epoch = 1
     resumed: Optional[Dict[str, Any]] = None
+    curves_drawn = -float("inf")  # time.monotonic() of the last curves.png
 
     def checkpoint_state(self, epoch: int, **extra: Any) -> Dict[str, Any]:
         """Model, optimizer, epoch, RNG states, config and ``extra`` entries, after ``epoch`` finished."""
@@ -112,8 +114,9 @@ class EpochRunner(Runner):
         """The selection state of a checkpoint written before the loop stored its own (``best``, ``best_epoch``)."""
         return {"best": state.get("best", float("nan")), "best_epoch": state.get("best_epoch", 0)}
 
-    def make_loop(self, step: StepFn, selection: Selection, validate: Optional[Callable[[int], Dict[str, float]]] = None,
-                  hooks: Sequence[Hook] = (), desc: str = "epoch", model: Optional[torch.nn.Module] = None) -> TrainingLoop:
+    def make_loop(self, step: StepFn, selection: Selection,
+                  validate: Optional[Callable[[int], Dict[str, float]]] = None, hooks: Sequence[Hook] = (),
+                  desc: str = "epoch", model: Optional[torch.nn.Module] = None) -> TrainingLoop:
         """The training loop of this run, with the resumed checkpoint's loop state.
 
         Args:
@@ -134,14 +137,18 @@ class EpochRunner(Runner):
         return loop
 
     def _save(self, name: str, epoch: int, loop_state: Dict[str, Any]) -> None:
-        """Write checkpoint ``name``; with ``ckpt_latest.pth`` also ``history.json`` and ``curves.png`` (every epoch's
-        figures, the training curves)."""
-        self.folder.save_checkpoint(self.checkpoint_state(epoch, loop=loop_state, **self.checkpoint_extra()), name)
+        """Write checkpoint ``name``. With ``ckpt_latest.pth``, first ``history.json`` (every epoch's figures) and, at
+        the last epoch or when the last drawing is :data:`CURVES_EVERY_S` old, ``curves.png`` (drawing takes about
+        0.3 s, more than a whole epoch of the adapters on cached features), so the checkpoint's wall time includes them.
+        """
         if name == "ckpt_latest.pth" and self.folder.writer:
             save_json(loop_state["history"], self.folder.file("history.json"), self.folder.config_key)
-            plot_training_curves(loop_state["history"], self.folder.file("curves.png"),
-                                 title=f"{self.cfg.task}/{os.path.basename(self.folder.path)}",
-                                 config_key=self.folder.config_key)
+            if epoch == int(self.cfg.epochs) or time.monotonic() - self.curves_drawn >= CURVES_EVERY_S:
+                self.curves_drawn = time.monotonic()
+                plot_training_curves(loop_state["history"], self.folder.file("curves.png"),
+                                     title=f"{self.cfg.task}/{os.path.basename(self.folder.path)}",
+                                     config_key=self.folder.config_key)
+        self.folder.save_checkpoint(self.checkpoint_state(epoch, loop=loop_state, **self.checkpoint_extra()), name)
 
 
 def _plain(value: Any) -> Any:
