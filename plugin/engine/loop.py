@@ -99,11 +99,10 @@ class Selection:
     Args:
         key: the epoch figure compared (``val_oa``, ``loss``, ...); None: the last epoch.
         mode: ``max`` or ``min``.
-        name: what ``metrics.json`` calls the rule (``selected_by``).
     """
 
-    def __init__(self, key: Optional[str], mode: str = "max", name: str = "last"):
-        self.key, self.mode, self.name = key, mode, name
+    def __init__(self, key: Optional[str], mode: str = "max"):
+        self.key, self.mode = key, mode
         self.best = -math.inf if mode == "max" else math.inf
         self.best_epoch = 0
 
@@ -299,11 +298,13 @@ class TrainingLoop:
             for hook in self.hooks:
                 hook.after_epoch(self, epoch, logs)
             self.history.append({"epoch": epoch, **logs, "lr": self.optimizer.param_groups[0]["lr"]})
-            if self.selection.update(epoch, logs, last):
-                self.save("ckpt_best.pth", epoch, self.state_dict())
+            chosen = self.selection.update(epoch, logs, last)
+            state = self.state_dict()  # the same for both checkpoints: the scheduler keeps its own
+            if chosen:
+                self.save("ckpt_best.pth", epoch, state)
             if settings.sched_on_epoch:
                 self.scheduler.step(epoch)
-            self.save("ckpt_latest.pth", epoch, self.state_dict())
+            self.save("ckpt_latest.pth", epoch, state)
             LOGGER.info(epoch_line(epoch, settings.epochs, logs, self.history[-1]["lr"]))  # the epoch's lr
         return logs
 

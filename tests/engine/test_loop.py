@@ -296,7 +296,7 @@ def _best_saves(selection: Selection, figures: List[Dict[str, float]], val_freq:
 
 
 def test_selection_saves_best_only_when_the_figure_improves():
-    selection = Selection("val", "max", "holdout")
+    selection = Selection("val", "max")
     assert _best_saves(selection, [{"val": 0.5}, {"val": 0.9}, {"val": 0.6}, {"val": 0.7}]) == [1, 2]
     assert selection.best_epoch == 2 and selection.best == 0.9
 

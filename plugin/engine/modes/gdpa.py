@@ -301,13 +301,14 @@ class AdapterRunner(EpochRunner):
         def step(batch: Tuple[Dict[str, torch.Tensor], torch.Tensor]) -> Tuple[torch.Tensor, Dict[str, float]]:
             features, labels = batch
             logits = self.model(**features)
-            return self.criterion(logits, labels), {"train_top1": 100.0 * float((logits.argmax(1) == labels).float().mean())}
+            top1 = 100.0 * float((logits.argmax(1) == labels).float().mean())
+            return self.criterion(logits, labels), {"train_top1": top1}
 
         def validate(epoch: int) -> Dict[str, float]:
             top = topk_accuracy(adapter_logits(self.model, held_out[0], eval_batch), held_out[1], (1, 5))
             return {"holdout_top1": top[1], "holdout_top5": top[5]}
 
-        selection = Selection("holdout_top1", "max", "holdout") if held_out is not None else Selection(None)
+        selection = Selection("holdout_top1", "max") if held_out is not None else Selection(None)
         loop = self.make_loop(step, selection, validate if held_out is not None else None, desc="adapter")
         means = loop.run(FeatureBatches(train_features, train_labels, batch_size), self.start_epoch)
         self.model.load_state_dict(load_checkpoint(self.folder.file("ckpt_best.pth"))["model"])

@@ -211,9 +211,9 @@ class PretrainRunner(EpochRunner):
         check_training_loader(loader, "train split less the pretrain.holdout objects"
                                        if isinstance(loader.dataset, Subset) else "train split")
         if val_loader is None:
-            selection, validate = Selection("loss", "min", "loss"), None
+            selection, validate = Selection("loss", "min"), None
         else:
-            selection = Selection("val_top1", "max", "zeroshot")
+            selection = Selection("val_top1", "max")
             validate = lambda epoch: {"val_top1": self.validate(val_loader)}  # noqa: E731
         loop = self.make_loop(self.step, selection, validate, hooks=[self.lowest_loss], desc="pretrain",
                               model=self.net)

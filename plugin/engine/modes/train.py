@@ -104,7 +104,7 @@ class TrainRunner(EpochRunner):
             val = evaluate(self.model, val_loader, desc="holdout", **self._eval_args())
             return {"val_oa": val["oa"], "val_macc": val["macc"]}
 
-        selection = Selection("val_oa", "max", "holdout") if val_loader is not None else Selection(None)
+        selection = Selection("val_oa", "max") if val_loader is not None else Selection(None)
         ema = [EmaHook(self.ema)] if self.ema is not None else []
         loop = self.make_loop(self.step, selection, validate if val_loader is not None else None, hooks=ema,
                               model=self.net)
