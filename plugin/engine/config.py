@@ -67,18 +67,6 @@ def _read_yaml(path: str, included_by: Optional[str] = None) -> dict:
 INCLUDE = "_include"  # a mapping's key naming the YAML fragments merged under it (see the module docstring)
 
 
-def _merge(base: Dict[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
-    """Merge ``over`` into ``base`` in place as ``EasyConfig.update`` does: mappings key by key, the rest replaced."""
-    for key, value in over.items():
-        if isinstance(value, Mapping):
-            if not isinstance(base.get(key), dict):
-                base[key] = {}
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 def _resolve(block: Mapping[str, Any], path: str, includers: Sequence[str],
              known: Optional[Set[str]] = None) -> Dict[str, Any]:
     """``block`` with the fragments its ``_include`` names merged under it, in every nested mapping too.
@@ -94,10 +82,10 @@ def _resolve(block: Mapping[str, Any], path: str, includers: Sequence[str],
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise ConfigError(f"{INCLUDE} in {path} is {names!r}: set it to a path or a list of paths of YAML "
                           f"fragments, relative to the folder of {path}.")
-    merged: Dict[str, Any] = {}
+    merged = EasyConfig()  # EasyConfig.update merges as the layers over the defaults are: mappings key by key
+    seen = [os.path.abspath(p) for p in includers]
     for name in names:
         fragment = os.path.normpath(os.path.join(os.path.dirname(path), name))
-        seen = [os.path.abspath(p) for p in includers]
         if os.path.abspath(fragment) in seen:
             cycle = [*includers[seen.index(os.path.abspath(fragment)):], fragment]
             raise ConfigError(f"{fragment} includes itself ({' -> '.join(cycle)}): remove one of the {INCLUDE} "
@@ -105,12 +93,13 @@ def _resolve(block: Mapping[str, Any], path: str, includers: Sequence[str],
         if not os.path.isfile(fragment):
             raise ConfigError(f"{path} includes '{name}', but {fragment} does not exist: fix that {INCLUDE} "
                               f"entry (paths are relative to the folder of the file that includes them).")
-        _merge(merged, _resolve(_read_yaml(fragment, path), fragment, [*includers, fragment], known))
+        merged.update(_resolve(_read_yaml(fragment, path), fragment, [*includers, fragment], known))
     for key in block:
         if known and key != INCLUDE and key not in known:
             raise ConfigError(unknown_key_message(key, known, path))
-    return _merge(merged, {key: _resolve(value, path, includers) if isinstance(value, Mapping) else value
-                           for key, value in block.items() if key != INCLUDE})
+    merged.update({key: _resolve(value, path, includers) if isinstance(value, Mapping) else value
+                   for key, value in block.items() if key != INCLUDE})
+    return merged
 
 
 def resolve_includes(path: str, known: Optional[Set[str]] = None) -> Dict[str, Any]:
