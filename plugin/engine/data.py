@@ -15,7 +15,7 @@ from openpoints.dataset import build_dataloader_from_cfg
 from openpoints.dataset.build import DATASETS
 from openpoints.transforms.transforms_factory import DataTransforms
 from openpoints.utils import EasyConfig
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ..datasets.rendered_views import PointCloudUnitSphere
@@ -63,9 +63,21 @@ def loader_over(loader: DataLoader, indices: Optional[Sequence[int]] = None, shu
         drop_last: drop an incomplete last batch; None keeps ``loader``'s choice.
     """
     dataset = loader.dataset if indices is None else Subset(loader.dataset, [int(i) for i in indices])
+    return loader_like(loader, dataset, shuffle, loader.drop_last if drop_last is None else drop_last)
+
+
+def loader_like(loader: DataLoader, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+    """A loader over ``dataset`` with ``loader``'s batch size, workers and their seeding, collate function and pinning.
+
+    Args:
+        loader: the loader whose settings are used.
+        dataset: what the new loader reads.
+        shuffle: reshuffle every epoch.
+        drop_last: drop an incomplete last batch.
+    """
     return DataLoader(dataset, batch_size=loader.batch_size, shuffle=shuffle, num_workers=loader.num_workers,
-                      collate_fn=loader.collate_fn, drop_last=loader.drop_last if drop_last is None else drop_last,
-                      worker_init_fn=loader.worker_init_fn, pin_memory=loader.pin_memory)
+                      collate_fn=loader.collate_fn, drop_last=drop_last, worker_init_fn=loader.worker_init_fn,
+                      pin_memory=loader.pin_memory)
 
 
 def base_dataset(dataset: Any) -> Any:

@@ -31,7 +31,7 @@ from ...eval import draw_nway_kshot, remap_labels
 from ...io import save_json
 from .. import builders
 from ..batch import prepare_batch
-from ..data import base_dataset, build_dataloader, progress
+from ..data import base_dataset, build_dataloader, loader_like, progress
 from ..encoder_weights import load_encoder_state, load_into_encoder
 from ..evaluation import evaluate
 from ..loop import Selection
@@ -100,20 +100,6 @@ def dataset_labels(loader: DataLoader, split: str) -> np.ndarray:
         raise ConfigError(f"Dataset {type(dataset).__name__} ({split} split) exposes no 'labels' to draw N-way K-shot "
                           f"folds from: use a dataset with a labels array, e.g. ModelNet40NormalResampled.")
     return np.asarray(labels).reshape(-1)
-
-
-def loader_like(loader: DataLoader, dataset: Dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-    """A loader over ``dataset`` with ``loader``'s batch size, workers and their seeding, collate function and pinning.
-
-    Args:
-        loader: the loader whose settings are used.
-        dataset: what the new loader reads.
-        shuffle: reshuffle every epoch.
-        drop_last: drop an incomplete last batch.
-    """
-    return DataLoader(dataset, batch_size=loader.batch_size, shuffle=shuffle, num_workers=loader.num_workers,
-                      collate_fn=loader.collate_fn, drop_last=drop_last, worker_init_fn=loader.worker_init_fn,
-                      pin_memory=loader.pin_memory)
 
 
 @RUNNERS.register_module(name="nshot")
