@@ -16,7 +16,7 @@ One step on a batch of clouds ``pos`` (B, P, 3):
 The exported ``encoder`` is the encoder alone, the final ``norm`` of its last stage included (it is the
 encoder's ``norm`` and loads into ``BaseCls.encoder.norm``); decoder, mask token and heads stay behind.
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +112,17 @@ def _choice(value: Any, allowed: Sequence[str], key: str) -> str:
     if value not in allowed:
         raise ConfigError(f"model.{key} is '{value}': set it to one of {', '.join(allowed)}.")
     return value
+
+
+class Reconstruction(NamedTuple):
+    """:meth:`I2PMAE.reconstruct`'s output at the target scale (N tokens, patches of k members)."""
+
+    decoded: Tensor       # (B, C, N) decoder features
+    target: TokenScale    # the target scale's centres (B, N, 3) and neighbourhoods
+    fine: Tensor          # (B, M, 3) centres of the scale below, the patch members
+    patch: Tensor         # (B, N, k) int64 members of each token's patch
+    visible: Tensor       # (B, N) bool, the tokens the encoder saw
+    pred_3d: Tensor       # (B, N, k, 3) predicted members, relative to the token centre
 
 
 @MODELS.register_module()
@@ -243,21 +254,25 @@ class I2PMAE(PretextModel):
         probs = masking_distribution(saliency, self.temperature, self.normalize_saliency)
         return guided_token_mask(probs, self.mask_ratio), probs
 
+    def reconstruct(self, pos: Tensor, scales: List[TokenScale], mask: Tensor) -> Reconstruction:
+        """Encode ``pos`` under ``mask`` (B, G) at the coarsest scale, decode to the target scale and predict each
+        target token's patch (its ``patch_size`` nearest centres of the scale below) relative to its centre."""
+        outputs = self.encoder(pos, mask, scales)
+        decoded = self.decoder(outputs).transpose(1, 2)  # (B, C, N) at the target scale
+        target, fine = scales[self.target_stage], scales[self.target_stage - 1].centers
+        _, patch = pointnet2_utils.knn(target.centers.contiguous(), fine.contiguous(), self.patch_size)
+        b, n = patch.shape[:2]
+        pred_3d = self.head_3d(decoded).transpose(1, 2).reshape(b, n, self.patch_size, 3)
+        return Reconstruction(decoded, target, fine, patch.long(), outputs[self.target_stage].visible, pred_3d)
+
     def forward(self, batch: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, float]]:
         pos = self.augment(batch["pos"].float())
         scales = self.encoder.tokenize(pos)
         readings = self.teach(pos, scales) if self.teacher is not None else {}
         b, g = scales[-1].centers.shape[:2]
         mask, probs = self.token_mask(readings.get("saliency"), b, g, pos.device)
-        outputs = self.encoder(pos, mask, scales)
-        decoded = self.decoder(outputs).transpose(1, 2)  # (B, C, N) at the target scale
-        target, fine = scales[self.target_stage], scales[self.target_stage - 1].centers
-        _, patch = pointnet2_utils.knn(target.centers.contiguous(), fine.contiguous(), self.patch_size)
-        patch = patch.long()
-        visible = outputs[self.target_stage].visible
-        n, k = patch.shape[1], self.patch_size
+        decoded, target, fine, patch, visible, pred_3d = self.reconstruct(pos, scales, mask)
         # Sec. 3.3, 3D targets: Chamfer-L2 between predicted and true relative coordinates of masked tokens' patches
-        pred_3d = self.head_3d(decoded).transpose(1, 2).reshape(b, n, k, 3)
         loss_3d = chamfer_l2(pred_3d[~visible], patch_offsets(fine, target, patch)[~visible])
         loss = self.w3d * loss_3d
         logs = {"loss_3d": loss_3d.item()}
@@ -295,15 +310,9 @@ class I2PMAE(PretextModel):
         saliency = self.teach(pos, scales)["saliency"] if self.teacher is not None else None
         random_mask = random_token_mask(b, g, self.mask_ratio, device=pos.device)
         guided_mask, _ = self.token_mask(saliency, b, g, pos.device)
-        outputs = self.encoder(pos, guided_mask, scales)
-        decoded = self.decoder(outputs).transpose(1, 2)
-        target, fine = scales[self.target_stage], scales[self.target_stage - 1].centers
-        _, patch = pointnet2_utils.knn(target.centers.contiguous(), fine.contiguous(), self.patch_size)
-        visible = outputs[self.target_stage].visible
-        n = patch.shape[1]
-        predicted = self.head_3d(decoded).transpose(1, 2).reshape(b, n, self.patch_size, 3)
-        predicted = predicted + target.centers.unsqueeze(2)  # Sec. 3.3: offsets relative to the token centre
-        patches = torch.where(visible[..., None, None], index_rows(fine, patch.long()), predicted)
+        _, target, fine, patch, visible, pred_3d = self.reconstruct(pos, scales, guided_mask)
+        predicted = pred_3d + target.centers.unsqueeze(2)  # Sec. 3.3: offsets relative to the token centre
+        patches = torch.where(visible[..., None, None], index_rows(fine, patch), predicted)
         return {"centers": centers, "saliency": saliency if saliency is not None else centers.new_zeros(b, g),
                 "random_mask": random_mask, "guided_mask": guided_mask, "patch_centers": target.centers,
                 "target_visible": visible, "patches": patches}
