@@ -56,7 +56,7 @@ def build_optimizer(cfg: Dict[str, Any], model: torch.nn.Module) -> torch.optim.
 
 
 def build_scheduler(cfg: Dict[str, Any], optimizer: torch.optim.Optimizer):
-    """OpenPoints' scheduler factory (``sched``, ``epochs``, ``warmup_epochs``, ``min_lr``, ``t_max``).
+    """OpenPoints' scheduler factory (``sched``, ``epochs``, ``warmup_epochs``, ``warmup_lr``, ``min_lr``, ``t_max``).
 
     ``t_max: null`` means one cosine period over all ``epochs``.
     """

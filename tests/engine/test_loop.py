@@ -219,6 +219,16 @@ def test_openpoints_cosine_changes_the_lr_within_an_epoch_only_per_update(on_epo
         assert all(a > b for a, b in zip(lrs, lrs[1:]))
 
 
+def test_the_warm_up_starts_at_warmup_lr_and_rises_linearly_to_lr():
+    optimizer = torch.optim.SGD(mlp().parameters(), lr=1e-3)
+    cfg = EasyConfig({"sched": "cosine", "epochs": 100, "lr": 1e-3, "warmup_epochs": 30, "warmup_lr": 1e-7,
+                      "min_lr": None, "t_max": None})
+    scheduler = build_scheduler(cfg, optimizer)
+    for epoch, expected in ((0, 1e-7), (15, 1e-7 + 15 * (1e-3 - 1e-7) / 30)):  # No Captions' 1e-7 -> 1e-3 ramp
+        scheduler.step(epoch)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-9)
+
+
 # ---- NaN ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
