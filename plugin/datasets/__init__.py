@@ -1,8 +1,11 @@
-"""Classification datasets, registered in OpenPoints' ``DATASETS`` registry on import, the replacements of
-upstream classes included (``ModelNet40Ply2048`` never downloads, ``ScanObjectNNHardest`` samples on CPU)."""
+"""Classification and cross-modal datasets, registered in OpenPoints' ``DATASETS`` registry on import, the
+replacements of upstream classes included (``ModelNet40Ply2048`` never downloads, ``ScanObjectNNHardest``
+samples on CPU)."""
+from .clip_triplets import ClipTriplets
 from .modelnet40 import MODELNET40_CLASSES, ModelNet40NormalResampled, ModelNet40Ply2048
+from .pix3d import Pix3D
 from .rendered_views import RenderedViews
 from .scanobjectnn import SCANOBJECTNN_CLASSES, ScanObjectNN
 
-__all__ = ["MODELNET40_CLASSES", "SCANOBJECTNN_CLASSES", "ModelNet40NormalResampled", "ModelNet40Ply2048",
-           "RenderedViews", "ScanObjectNN"]
+__all__ = ["ClipTriplets", "MODELNET40_CLASSES", "SCANOBJECTNN_CLASSES", "ModelNet40NormalResampled",
+           "ModelNet40Ply2048", "Pix3D", "RenderedViews", "ScanObjectNN"]

@@ -56,6 +56,8 @@ def unknown_key_message(key: str, valid: Iterable[str], where: str) -> str:
 
 
 DATASET_BLOCKS = ("common", "train", "val", "test")  # what OpenPoints' dataloader builder reads from `dataset`
+# a mode's block whose keys are checked like a class's (a typo inside it in a YAML file would be ignored): block -> keys
+MODE_BLOCKS = {"retrieval": ("split", "gallery", "batch_size", "seed", "object_key")}
 _WARNED: Set[str] = set()  # unknown key paths already warned about (strict_keys: false), so each shows once
 
 
@@ -284,7 +286,8 @@ def _check_dataset(dataset: Dict[str, Any]) -> List[UnknownKey]:
 
 def find_unknown_keys(cfg: Dict[str, Any]) -> List[UnknownKey]:
     """Every key inside ``model``, the top-level ``*_args`` blocks, ``optimizer`` and ``dataset`` that the class
-    its block configures does not take (see the module docstring).
+    its block configures does not take (see the module docstring), and inside the :data:`MODE_BLOCKS` that their
+    mode does not read.
 
     Args:
         cfg: a loaded config.
@@ -307,6 +310,9 @@ def find_unknown_keys(cfg: Dict[str, Any]) -> List[UnknownKey]:
         found += _check_optimizer(cfg.optimizer)
     if isinstance(cfg.get("dataset"), dict):
         found += _check_dataset(cfg.dataset)
+    for block, keys in MODE_BLOCKS.items():
+        if isinstance(cfg.get(block), dict):
+            found += _unknown(cfg[block], block, keys, f"mode={block}")
     return found
 
 

@@ -6,9 +6,10 @@ from .base import ParamGroup, PretextModel
 from .ema import ModelEma, MomentumSchedule, build_ema
 from .heads.gdpa import GatedDualPathAdapter
 from .pretext.clip2point import CLIP2Point
+from .pretext.clip_align import CLIPAlign
 from .pretext.i2p_mae import I2PMAE
 from .pretext.pic_at_point import PicAtPoint
 
-__all__ = ["CLIP2Point", "FEATURE_TAPS", "GatedDualPathAdapter", "I2PMAE", "ModelEma", "MomentumSchedule",
+__all__ = ["CLIP2Point", "CLIPAlign", "FEATURE_TAPS", "GatedDualPathAdapter", "I2PMAE", "ModelEma", "MomentumSchedule",
            "ParamGroup", "PicAtPoint", "PointM2AEEncoder", "PointViTEncoder", "PretextModel", "build_ema",
            "register_tap", "tap_features"]

@@ -218,6 +218,6 @@ def test_a_workflow_whose_pretrain_model_exports_what_the_next_stage_does_not_re
             f"+stage_cfgs.svm.dataset.common.data_dir={tiny_modelnet}"]
     assert main(args) == 2
     message = one_sentence(capsys)
-    assert ("Stage 2 (svm) reads an 'encoder' export from load_path, but the checkpoint of stage 1 (pretrain) "
-            "will export 'depth_encoder'") in message and "model.NAME=PicAtPoint" in message
+    assert ("Stage 2 (svm) reads the export 'encoder' from load_path, but the checkpoint of stage 1 (pretrain) "
+            "will export 'depth_encoder'") in message and "model.NAME PicAtPoint, I2PMAE or CLIPAlign" in message
     assert not (tmp_path / "modelnet40").exists()                          # nothing ran, no folder was made

@@ -8,8 +8,9 @@ checkpoint of a ``pretrain`` stage becomes ``load_path`` of later ``svm``/``extr
 config key a stage reads its checkpoint from is a property of that stage's mode (:data:`CHECKPOINT_KEY`);
 what the checkpoint holds is read from the checkpoint itself (its ``exports`` entry, or for older
 checkpoints its keys: :func:`plugin.io.checkpoint_export`), and a stage whose mode reads another export
-(:data:`READS`: ``svm``/``extract``/``finetune`` an ``encoder``, ``zeroshot``/``fewshot`` a
-``depth_encoder``) stops the workflow with one sentence. The workflow's own folder gets every stage's
+(:func:`reads`: ``svm``/``extract``/``finetune`` an ``encoder``, ``fewshot`` a ``depth_encoder``,
+``zeroshot``/``retrieval`` the export of their own ``model.NAME``, else ``zeroshot`` a ``depth_encoder``)
+stops the workflow with one sentence. The workflow's own folder gets every stage's
 figures.
 
 Before the first stage starts (and before the workflow's folder exists), every stage's config is
@@ -34,11 +35,13 @@ from ..runner import Runner
 LOGGER = logging.getLogger("plugin")
 CHECKPOINT_KEY = {"svm": "load_path", "extract": "load_path", "test": "load_path", "finetune": "pretrained_path",
                   "zeroshot": "pretrained_path", "fewshot": "pretrained_path",
-                  "gdpa": "pretrained_path"}
+                  "gdpa": "pretrained_path", "retrieval": "pretrained_path"}
 # the export a mode reads from the chained checkpoint; None: a whole model's checkpoint (``test``), no export
 READS = {"svm": "encoder", "extract": "encoder", "test": None, "finetune": "encoder", "zeroshot": "depth_encoder",
-         "fewshot": "depth_encoder", "gdpa": "depth_encoder"}
-EXPORTED_BY = {"encoder": "PicAtPoint", "depth_encoder": "CLIP2Point"}  # for the messages
+         "fewshot": "depth_encoder", "gdpa": "depth_encoder", "retrieval": "encoder"}
+# modes that evaluate the stage's own pretext model (model.NAME) when it has one: they read that class's export
+OWN_MODEL_MODES = ("zeroshot", "retrieval")
+EXPORTED_BY = {"encoder": "PicAtPoint, I2PMAE or CLIPAlign", "depth_encoder": "CLIP2Point"}  # for the messages
 
 
 
@@ -61,7 +64,7 @@ class StagesRunner(Runner):
             LOGGER.info(f"===== stage {number}/{len(self.stages)}: {stage} =====")
             chained = []
             if checkpoint and stage in CHECKPOINT_KEY:
-                check_export(checkpoint, stage, number, READS.get(stage))
+                check_export(checkpoint, stage, number, reads(stage, stage_config(self.cfg, stage)))
                 chained = [f"{CHECKPOINT_KEY[stage]}={checkpoint}"]
             results[stage] = runner_for(stage)(stage_config(self.cfg, stage, *chained)).run()
             self.folder.keep()  # it logs a finished stage now
@@ -99,8 +102,8 @@ def _misfit(number: int, stage: str, wanted: Optional[str], source: str, holds: 
     if wanted is None:
         return (f"Stage {number} ({stage}) reads a whole classifier from {key}, but {source} {holds}: drop the "
                 f"{stage} stage (finetune reports its test accuracy).")
-    return (f"Stage {number} ({stage}) reads an '{wanted}' export from {key}, but {source} {holds}: pre-train a "
-            f"model that exports '{wanted}' (model.NAME={EXPORTED_BY[wanted]}) before it.")
+    return (f"Stage {number} ({stage}) reads the export '{wanted}' from {key}, but {source} {holds}: pre-train a "
+            f"model that exports '{wanted}' (model.NAME {EXPORTED_BY[wanted]}) before it.")
 
 
 def planned_export(stage_cfg: Mapping[str, Any]) -> Optional[str]:
@@ -109,6 +112,18 @@ def planned_export(stage_cfg: Mapping[str, Any]) -> Optional[str]:
     name = (stage_cfg.get("model") or {}).get("NAME")
     cls = MODELS.get(name) if isinstance(name, str) else None
     return cls.exports if isinstance(cls, type) and issubclass(cls, PretextModel) else None
+
+
+def reads(stage: str, stage_cfg: Mapping[str, Any]) -> Optional[str]:
+    """The export ``stage`` reads from a chained checkpoint: its own pretext model's (``zeroshot`` and
+    ``retrieval`` with ``model.NAME``), else the mode's (:data:`READS`); None: a whole model's checkpoint.
+
+    Args:
+        stage: the stage's mode.
+        stage_cfg: the stage's config.
+    """
+    own = planned_export(stage_cfg) if stage in OWN_MODEL_MODES else None
+    return own or READS.get(stage)
 
 
 def stage_config(cfg: Mapping[str, Any], stage: str, *extra: str) -> Dict[str, Any]:
@@ -148,9 +163,9 @@ def check_workflow(cfg: Mapping[str, Any]) -> List[str]:
         if stage == "pretrain":
             export = planned_export(config)
             planned = (number, export) if export else None
-        elif planned and stage in CHECKPOINT_KEY and planned[1] != READS.get(stage):
+        elif planned and stage in CHECKPOINT_KEY and planned[1] != reads(stage, config):
             source = f"the checkpoint of stage {planned[0]} (pretrain)"
-            raise ConfigError(_misfit(number, stage, READS.get(stage), source, f"will export '{planned[1]}'"))
+            raise ConfigError(_misfit(number, stage, reads(stage, config), source, f"will export '{planned[1]}'"))
     return stages
 
 
