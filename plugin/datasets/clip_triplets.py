@@ -28,8 +28,7 @@ from torch.utils.data import Dataset
 
 from ..clip.similarity_store import SimilarityStore
 from ..errors import BadInputError, ConfigError, DataNotFoundError
-from .rendered_views import (_check_arguments, center_and_scale, farthest_points, random_rotation, read_split,
-                             rotation_about)
+from .rendered_views import augmentation_rotation, center_and_scale, check_arguments, read_split, sample_points
 from .validation import SPLITS, check_cloud, check_num_points
 
 __all__ = ["ClipTriplets", "holdout_mask"]
@@ -136,7 +135,7 @@ class ClipTriplets(Dataset):
                  image_views: Union[str, int] = "random", load_images: bool = True,
                  transform: Optional[Callable] = None) -> None:
         super().__init__()
-        _check_arguments(rotation_axis, augment, sampling, {})
+        check_arguments(rotation_axis, augment, sampling, {})
         _check_settings(split, num_points, views, val_fraction, translate, jitter_sigma, jitter_clip, image_views,
                         load_images, store)
         self.root = Path(data_dir)
@@ -232,22 +231,12 @@ class ClipTriplets(Dataset):
         check_cloud(points, f"'{path}'")
         points = np.ascontiguousarray(points[:, :6 if self.use_normals else 3], dtype=np.float32)
         check_num_points(self.num_points, len(points), f"'{path}'")
-        if self.sampling == "fps":
-            return points[farthest_points(points[:, :3], self.num_points)]
-        if self.augment:
-            return points[np.random.permutation(len(points))[:self.num_points]]
-        return points[:self.num_points]
-
-    def _rotation(self) -> np.ndarray:
-        """The augmentation's random rotation: about ``rotation_axis``, or uniform on SO(3) when it is None."""
-        if self.rotation_axis is None:
-            return random_rotation()
-        return rotation_about(self.rotation_axis, np.random.uniform(0, 2 * math.pi))
+        return sample_points(points, self.num_points, self.sampling, self.augment)
 
     def _augmented(self, xyz: np.ndarray, normals: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """Random rotation, translation and per-point clipped jitter (Sec. 4.1) of unit-sphere points; the
         normals only rotate."""
-        rot = self._rotation()
+        rot = augmentation_rotation(self.rotation_axis)
         xyz = xyz @ rot.T + np.random.uniform(-self.translate, self.translate, size=(1, 3))
         noise = np.clip(self.jitter_sigma * np.random.randn(*xyz.shape), -self.jitter_clip, self.jitter_clip)
         return (xyz + noise).astype(np.float32), None if normals is None else (normals @ rot.T).astype(np.float32)
@@ -292,7 +281,7 @@ class ClipTriplets(Dataset):
 def _check_settings(split: Any, num_points: Any, views: Any, val_fraction: Any, translate: Any, jitter_sigma: Any,
                     jitter_clip: Any, image_views: Any, load_images: Any, store: Any) -> None:
     """Raise :class:`ConfigError` for a value :class:`ClipTriplets` does not take (the settings it shares with
-    :class:`~.rendered_views.RenderedViews` are checked by its ``_check_arguments``)."""
+    :class:`~.rendered_views.RenderedViews` are checked by its ``check_arguments``)."""
     if split not in SPLITS:
         raise ConfigError(f"Unknown ClipTriplets split '{split}': set dataset.<train|val|test>.split to train, val "
                           f"or test.")

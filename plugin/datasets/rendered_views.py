@@ -110,6 +110,30 @@ def random_rotation() -> np.ndarray:
                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]], dtype=np.float32)
 
 
+def augmentation_rotation(axis: Optional[int]) -> np.ndarray:
+    """The pre-training augmentation's random rotation: about coordinate ``axis``, or uniform on SO(3) for None."""
+    if axis is None:
+        return random_rotation()
+    return rotation_about(axis, np.random.uniform(0, 2 * math.pi))
+
+
+def sample_points(points: np.ndarray, num_points: int, sampling: str, augment: bool) -> np.ndarray:
+    """``num_points`` rows of ``points`` (N, C): ``fps`` the farthest point sample from point 0 (always the
+    same); ``random`` a random subset when ``augment``, else the first ``num_points``.
+
+    Args:
+        points: (N, C) xyz (+ normals) rows, N >= ``num_points``.
+        num_points: rows kept.
+        sampling: ``random`` or ``fps`` (:data:`SAMPLINGS`).
+        augment: whether the sample is augmented (random subsets only then).
+    """
+    if sampling == "fps":
+        return points[farthest_points(points[:, :3], num_points)]
+    if augment:
+        return points[np.random.permutation(len(points))[:num_points]]
+    return points[:num_points]
+
+
 def farthest_points(xyz: np.ndarray, num_points: int) -> np.ndarray:
     """Indices (num_points,) of ``num_points`` farthest points of ``xyz`` (N, 3), from point 0: deterministic.
 
@@ -157,7 +181,7 @@ class RenderedViews(Dataset):
                  rotation_axis: Optional[int] = 1, augment: Optional[bool] = None, sampling: str = "random",
                  transform: Any = None, **kwargs: Any):
         super().__init__()
-        _check_arguments(rotation_axis, augment, sampling, kwargs)
+        check_arguments(rotation_axis, augment, sampling, kwargs)
         self.root = Path(data_dir)
         if not self.root.is_dir():
             raise DataNotFoundError(f"Rendered views not found at '{self.root}': set dataset.common.data_dir to a "
@@ -191,30 +215,16 @@ class RenderedViews(Dataset):
                                 f"dataset.common.num_points to at most that.")
         return points
 
-    def _subset(self, points: np.ndarray) -> np.ndarray:
-        """``num_points`` of ``points`` following ``sampling`` and ``augment``."""
-        if self.sampling == "fps":
-            return points[farthest_points(points[:, :3], self.num_points)]
-        if self.augment:
-            return points[np.random.permutation(len(points))[:self.num_points]]
-        return points[:self.num_points]
-
-    def _rotation(self) -> np.ndarray:
-        """The augmentation's random rotation (Pic@Point pre-training rotates the objects at random)."""
-        if self.rotation_axis is None:
-            return random_rotation()
-        return rotation_about(self.rotation_axis, np.random.uniform(0, 2 * math.pi))
-
     def __getitem__(self, index: int) -> Dict[str, Any]:
         object_id, label = self.items[index]
         folder = self.root / object_id
-        points = self._subset(self._points(folder))
+        points = sample_points(self._points(folder), self.num_points, self.sampling, self.augment)
         cameras = np.load(folder / "cameras.npz")
         v = np.random.randint(len(cameras["view"])) if self.augment else 0
         view = torch.from_numpy(cameras["view"][v].astype(np.float32))
         pos, normals = points[:, :3], points[:, 3:6] if self.use_normals else None
         if self.augment:
-            rot = self._rotation()
+            rot = augmentation_rotation(self.rotation_axis)  # Pic@Point pre-training rotates the objects at random
             pos = pos @ rot.T
             normals = normals @ rot.T if normals is not None else None
             view = compensate_rotation(view, torch.from_numpy(rot))
@@ -227,7 +237,7 @@ class RenderedViews(Dataset):
                 "y": torch.tensor(label)}
 
 
-def _check_arguments(rotation_axis: Any, augment: Any, sampling: Any, unknown: Dict[str, Any]) -> None:
+def check_arguments(rotation_axis: Any, augment: Any, sampling: Any, unknown: Dict[str, Any]) -> None:
     """Raise :class:`ConfigError` for a value or key :class:`RenderedViews` does not know."""
     if "image_mean" in unknown or "image_std" in unknown:
         raise ConfigError("The views come in [0, 1] and the model normalises them for its own backbone: remove "
