@@ -20,10 +20,8 @@ Example::
     python tools/benchmark_hardneg.py --epochs 1 --arms plain hardneg-i2i  # a shorter run
 """
 import argparse
-import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -125,8 +123,7 @@ def table(results: Dict[str, Any]) -> str:
         lines.append(f"{name:<14}{ret['i2s_top1']:>10.2f}{ret['i2s_top5']:>7.2f}{ret['i2s_map']:>7.2f}"
                      f"{ret['s2i_top1']:>10.2f}{ret['s2i_top5']:>7.2f}{ret['s2i_map']:>7.2f}{svm['oa']:>8.2f}{shots}"
                      f"{timing}")
-    rule = "-" * max(len(line) for line in lines)
-    return "\n".join([rule, lines[0], rule, *lines[1:], rule])
+    return __import__("demo").ruled(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -134,7 +131,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     from plugin.engine import load_config
     from plugin.errors import UserError
-    from plugin.io import save_text
 
     demo = __import__("demo")
     out = Path(args.out)
@@ -153,18 +149,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = {"epochs": args.epochs, "views": VIEWS, "seed": args.seed, "overrides": args.overrides,
                     "image_encoder": "tf_efficientnet_lite0 (ImageNet, offline package)",
                     "i2l2_similarity": "tiny-clip-test, random weights (pipeline check)"}
-        results = json.loads(out.read_text()) if out.is_file() else {}
-        if results.get("settings") != settings:
-            results = {"settings": settings, "arms": {}}
-        for name in args.arms or list(arms):
-            if name in results["arms"]:
-                print(f"{name}: already measured in {out}")
-                continue
-            started = time.time()
-            results["arms"][name] = arm_result(arms[name], args, stores)
-            results["arms"][name]["seconds"] = round(time.time() - started, 1)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            save_text(json.dumps(results, indent=2), str(out), "--out")
+        results = demo.measure_arms(out, settings, args.arms or list(arms),
+                                    lambda name: arm_result(arms[name], args, stores))
     except (UserError, demo.DemoError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,10 +20,8 @@ Example::
     python tools/benchmark_i2p_mae.py --epochs 1 --per-class-train 1 --limit-real 8   # a smoke run
 """
 import argparse
-import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -105,8 +103,7 @@ def table(results: Dict[str, Any]) -> str:
         pre = r.get("pretrain")
         timing = f"{pre['seconds'] / 60:>9.1f} min{pre['best_loss']:>8.3f}" if pre else f"{'-':>12}{'-':>8}"
         lines.append(f"{name:<18}{r['svm']['oa']:>8.2f}{r['svm']['macc']:>8.2f}{r['svm']['C']:>6g}{shots}{timing}")
-    rule = "-" * max(len(line) for line in lines)
-    return "\n".join([rule, lines[0], rule, *lines[1:], rule])
+    return __import__("demo").ruled(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -114,7 +111,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     from plugin.engine import load_config
     from plugin.errors import UserError
-    from plugin.io import save_text
 
     demo = __import__("demo")
     out = Path(args.out)
@@ -134,18 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                       args.limit_real)
         settings = {"epochs": args.epochs, "pretraining_shapes": shapes, "seed": args.seed,
                     "overrides": args.overrides, "teacher": "tf_efficientnet_lite0 (ImageNet, offline package)"}
-        results = json.loads(out.read_text()) if out.is_file() else {}
-        if results.get("settings") != settings:
-            results = {"settings": settings, "arms": {}}
-        for name, pre in ARMS.items():
-            if name in results["arms"]:
-                print(f"{name}: already measured in {out}")
-                continue
-            started = time.time()
-            results["arms"][name] = arm_result(name, pre, args)
-            results["arms"][name]["seconds"] = round(time.time() - started, 1)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            save_text(json.dumps(results, indent=2), str(out), "--out")
+        results = demo.measure_arms(out, settings, list(ARMS), lambda name: arm_result(name, ARMS[name], args))
     except (UserError, demo.DemoError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -121,6 +121,44 @@ def run_main(cfg_path: Path, extra: List[str], root_dir: str) -> Dict[str, Any]:
     return json.loads((run / "metrics.json").read_text())
 
 
+def measure_arms(out: Path, settings: Dict[str, Any], arms: Sequence[str],
+                 run_arm: Callable[[str], Dict[str, Any]]) -> Dict[str, Any]:
+    """Measure the ``arms`` of a comparison not yet in the result JSON ``out``; returns ``{"settings", "arms"}``.
+
+    ``out`` is resumed when it was written with the same ``settings`` (its arms are kept, and each arm it holds
+    is skipped), else started anew. Each arm measured is timed (its record's ``seconds``) and written to ``out``
+    at once, atomically, so an interrupted comparison keeps what it measured.
+
+    Args:
+        out: the result JSON.
+        settings: what the figures depend on; another value measures every arm again.
+        arms: the arm names, in the order to measure them.
+        run_arm: measures one arm by name; returns its JSON record (a dict).
+    """
+    from plugin.io import save_text
+
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    if results.get("settings") != settings:
+        results = {"settings": settings, "arms": {}}
+    for name in arms:
+        if name in results["arms"]:
+            print(f"{name}: already measured in {out}")
+            continue
+        started = time.time()
+        results["arms"][name] = run_arm(name)
+        results["arms"][name]["seconds"] = round(time.time() - started, 1)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_text(json.dumps(results, indent=2), str(out), "--out")
+    return results
+
+
+def ruled(lines: Sequence[str], footer: Sequence[str] = ()) -> str:
+    """``lines`` as a table: its header ``lines[0]`` between two rules and its body under it, closed by a rule;
+    ``footer`` (when given) follows with a rule of its own. Every rule is as wide as the widest line."""
+    rule = "-" * max(len(line) for line in [*lines, *footer])
+    return "\n".join([rule, lines[0], rule, *lines[1:], rule, *([*footer, rule] if footer else [])])
+
+
 def table(rows: List[Tuple[str, Dict[str, Any]]], pretrain: Dict[str, Any], seconds: float) -> str:
     """The final report: SVM OA/mAcc (and low-shot OA) of both encoders, the run folders and the total time.
 
@@ -135,11 +173,10 @@ def table(rows: List[Tuple[str, Dict[str, Any]]], pretrain: Dict[str, Any], seco
     for name, m in rows:
         low = "".join(f"{m['low_shot'][k]['oa_mean']:>9.2f} ± {m['low_shot'][k]['oa_std']:<4.1f}" for k in shots)
         lines.append(f"{name:<24}{m['oa']:>8.2f}{m['macc']:>10.2f}{m['C']:>8g}{low}  {m['run_dir']}")
-    lines.append(f"pre-training: {pretrain['epochs']} epochs, best loss {pretrain['best_loss']:.3f}, "
-                 f"{pretrain['seconds']:.0f} s, {pretrain['run_dir']}")
-    lines.append(f"total time: {int(seconds // 60)} min {seconds % 60:.0f} s")
-    rule = "-" * max(len(line) for line in lines)
-    return "\n".join([rule, lines[0], rule, *lines[1:3], rule, *lines[3:], rule])
+    footer = [f"pre-training: {pretrain['epochs']} epochs, best loss {pretrain['best_loss']:.3f}, "
+              f"{pretrain['seconds']:.0f} s, {pretrain['run_dir']}",
+              f"total time: {int(seconds // 60)} min {seconds % 60:.0f} s"]
+    return ruled(lines, footer)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

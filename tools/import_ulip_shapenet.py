@@ -26,11 +26,10 @@ Example::
         --out data/views/ulip_shapenet12 --views 12 --num-points 2048 --kind rgb
 """
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,35 +51,6 @@ def check_args(args: argparse.Namespace) -> Optional[str]:
     for option, value in (("--num-points", args.num_points), ("--limit", args.limit)):
         if value is not None and value < 1:
             return f"{option} is {value}: pass an integer >= 1."
-    return None
-
-
-def settings_conflict(out: Path, settings: Dict[str, Any]) -> Optional[str]:
-    """One sentence naming a setting of this run that differs from ``out/meta.json``'s, or None.
-
-    Args:
-        out: the output folder.
-        settings: this run's values of :data:`SETTINGS`.
-    """
-    meta_path = out / "meta.json"
-    if not meta_path.is_file():
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as err:
-        return (f"'{meta_path}' is unreadable ({type(err).__name__}): pass --overwrite to import every object "
-                f"again, or another --out.")
-    if not isinstance(meta, dict):
-        return f"'{meta_path}' holds no settings: pass --overwrite to import every object again, or another --out."
-    for key, option in SETTINGS.items():
-        if meta.get(key) != settings[key]:
-            if option is None:
-                return (f"'{out}' holds another dataset ({meta.get(key)!r}, not {settings[key]!r}): pass another "
-                        f"--out.")
-            shown = "all" if meta.get(key) is None else meta.get(key)
-            return (f"'{out}' holds objects imported with {option} {shown}, not "
-                    f"{'all' if settings[key] is None else settings[key]} (its meta.json), and the two would mix: "
-                    f"pass {option} {shown} to resume, another --out, or --overwrite to import every object again.")
     return None
 
 
@@ -182,11 +152,14 @@ def run(args: argparse.Namespace) -> Tuple[int, int]:
 
     from plugin.datasets.ulip_shapenet import UlipShapeNet, view_angles
     from plugin.errors import BadInputError, ConfigError, DataNotFoundError
-    from plugin.io import save_json, save_text, writing
+    from plugin.io import save_json, save_text, settings_conflict, writing
 
     settings = {"source": SOURCE, "image_kind": args.kind, "views": args.views, "num_points": args.num_points}
     out = Path(args.out)
-    conflict = None if args.overwrite else settings_conflict(out, settings)
+    # a setting meta.json does not record counts as None (no source: another dataset; no num_points: all points)
+    conflict = None if args.overwrite else settings_conflict(
+        out, settings, SETTINGS, "objects imported", "--overwrite to import every object again",
+        prepare=lambda meta: {**dict.fromkeys(SETTINGS), **meta})
     if conflict:
         raise ConfigError(conflict)
     source = UlipShapeNet(args.data_dir, args.images, args.synset_names)

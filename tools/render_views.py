@@ -24,7 +24,6 @@ ShapeNet-55 objects are read in the workers one at a time (the split does not fi
 farthest-point-sampled to ``--num-points``; they have no normals, so their views are depth shaded.
 """
 import argparse
-import json
 import multiprocessing as mp
 import os
 import sys
@@ -140,30 +139,9 @@ def check_args(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
-def settings_conflict(out: Path, settings: Dict[str, Any]) -> Optional[str]:
-    """One sentence naming a setting of this run that differs from ``out/meta.json``'s, or None.
-
-    Args:
-        out: the output folder.
-        settings: this run's values of :data:`SETTINGS`.
-    """
-    meta_path = out / "meta.json"
-    if not meta_path.is_file():
-        return None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as err:
-        return (f"'{meta_path}' is unreadable ({type(err).__name__}), so the settings of the views there are "
-                f"unknown: pass --overwrite to re-render every object, or another --out.")
-    if not isinstance(meta, dict):
-        return f"'{meta_path}' holds no settings: pass --overwrite to re-render every object, or another --out."
-    meta = dict(meta, view_set=LEGACY_VIEW_SETS.get(meta.get("view_set"), meta.get("view_set")))
-    for key, option in SETTINGS.items():
-        if key in meta and meta[key] != settings[key]:
-            return (f"'{out}' holds views rendered with {option} {meta[key]}, not {settings[key]} (its meta.json), "
-                    f"and the two would mix: pass {option} {meta[key]} to resume, another --out, or --overwrite to "
-                    f"re-render every object.")
-    return None
+def recorded_settings(meta: Dict[str, Any]) -> Dict[str, Any]:
+    """``meta.json``'s dict with the view set of renders made before ``--view-set`` named as today's."""
+    return dict(meta, view_set=LEGACY_VIEW_SETS.get(meta.get("view_set"), meta.get("view_set")))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -217,7 +195,7 @@ def render(args: argparse.Namespace) -> int:
     """
     from tqdm import tqdm
 
-    from plugin.io import save_json, save_text, writing
+    from plugin.io import save_json, save_text, settings_conflict, writing
     from plugin.errors import ConfigError
     from plugin.render import view_sets
 
@@ -225,7 +203,9 @@ def render(args: argparse.Namespace) -> int:
             "distance": args.distance or view_sets.DEFAULT_DISTANCE, "fov": args.fov or view_sets.DEFAULT_FOV_DEG,
             "view_set": args.view_set}
     out = Path(args.out)
-    conflict = None if args.overwrite else settings_conflict(out, {"source": args.source, **opts})
+    conflict = None if args.overwrite else settings_conflict(
+        out, {"source": args.source, **opts}, SETTINGS, "views rendered", "--overwrite to re-render every object",
+        prepare=recorded_settings)
     if conflict:
         raise ConfigError(conflict)
     splits, classes = {}, []
