@@ -16,7 +16,7 @@ Each finished arm is written to ``--out`` (JSON) at once, so an interrupted run 
 
 Example::
 
-    python tools/benchmark_hardneg.py                    # about an hour on 2 CPU cores
+    python tools/benchmark_hardneg.py                    # about 40 minutes on 2 CPU cores
     python tools/benchmark_hardneg.py --epochs 1 --arms plain hardneg-i2i  # a shorter run
 """
 import argparse
@@ -56,7 +56,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--store-dir", default=str(REPO / "data" / "similarity"), help="the stores go here")
     parser.add_argument("--root-dir", default=str(REPO / "log"), help="run folders go to <root-dir>/demo_hardneg/")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "hardneg_cpu.json"), help="result JSON")
-    parser.add_argument("--epochs", type=int, default=15, help="pre-training epochs of every pre-trained arm")
+    parser.add_argument("--epochs", type=int, default=8, help="pre-training epochs of every pre-trained arm")
     parser.add_argument("--arms", nargs="+", default=None, help="the arms to run (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every run")
@@ -142,11 +142,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         unknown = sorted(set(args.arms or ()) - set(arms))
         if unknown:
             raise UserError(f"Unknown arm(s) {', '.join(unknown)}: use --arms with {', '.join(arms)}.")
-        for cfg in ("pretrain", "retrieval"):  # fail on a wrong override before any long step
-            load_config(str(CFGS / f"{cfg}.yaml"), args.overrides)
+        # fail on a wrong override before any long step
+        num_points = [load_config(str(CFGS / f"{cfg}.yaml"), args.overrides).num_points
+                      for cfg in ("pretrain", "retrieval")][0]
         stores = prepare(args)
         arms = arm_overrides(stores)
-        settings = {"epochs": args.epochs, "views": VIEWS, "seed": args.seed, "overrides": args.overrides,
+        settings = {"epochs": args.epochs, "views": VIEWS, "num_points": num_points, "seed": args.seed,
+                    "overrides": args.overrides,
                     "image_encoder": "tf_efficientnet_lite0 (ImageNet, offline package)",
                     "i2l2_similarity": "tiny-clip-test, random weights (pipeline check)"}
         results = demo.measure_arms(out, settings, args.arms or list(arms),
