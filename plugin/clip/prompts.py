@@ -13,7 +13,7 @@ A template spec (``zeroshot.templates``) is one of
 """
 import json
 import os
-from typing import Dict, List, Sequence, Union
+from typing import Any, Dict, List, Sequence, Union
 
 from ..errors import BadInputError, ConfigError, DataNotFoundError
 
@@ -54,29 +54,38 @@ def check_templates(templates: Sequence[str], origin: str) -> List[str]:
     return list(templates)
 
 
-def _from_json(spec: str, key: str) -> List[str]:
-    """Templates of a JSON file spec ``path.json`` or ``path.json:entry``."""
+def json_list(spec: str, key: str, what: str, fix: str) -> Any:
+    """The list in a JSON file spec ``path.json`` (a list, or a mapping with one entry) or ``path.json:entry``.
+
+    Args:
+        spec: ``path.json`` or ``path.json:entry``.
+        key: the config key of ``spec``, for the messages.
+        what: what the file holds, for the messages (``Template file``, ``Class-name file``).
+        fix: the end of the sentence for a missing file, after "set {key} to".
+
+    Raises:
+        DataNotFoundError: no such file. BadInputError: not JSON. ConfigError: no such entry, or an entry named for a
+            file that holds one list.
+    """
     path, _, entry = spec.partition(".json")
     path, entry = path + ".json", entry.lstrip(":")
     if not os.path.isfile(path):
-        raise DataNotFoundError(f"Template file '{path}' not found: set {key} to an existing JSON file or to one of "
-                                f"{', '.join(TEMPLATES)}.")
+        raise DataNotFoundError(f"{what} '{path}' not found: set {key} to {fix}.")
     try:
         with open(path) as f:
             content = json.load(f)
-    except json.JSONDecodeError as err:
-        raise BadInputError(f"Template file '{path}' is not valid JSON ({err.msg} at line {err.lineno}): fix "
-                            f"it or set {key} to another file.") from None
+    except (OSError, ValueError) as err:
+        raise BadInputError(f"{what} '{path}' is not readable JSON ({err}): fix it or set {key} to another "
+                            f"file.") from None
     if isinstance(content, dict):
         if not entry and len(content) == 1:
             entry = next(iter(content))
         if entry not in content:
-            raise ConfigError(f"Pick a template list of '{path}' with {key}={path}:NAME, NAME one of "
-                              f"{', '.join(content)}.")
-        return check_templates(content[entry], f"{path}:{entry}")
+            raise ConfigError(f"Pick a list of '{path}' with {key}={path}:NAME, NAME one of {', '.join(content)}.")
+        return content[entry]
     if entry:
-        raise ConfigError(f"'{path}' holds one list of templates, not named entries: set {key}={path}.")
-    return check_templates(content, path)
+        raise ConfigError(f"'{path}' holds one list, not named entries: set {key}={path}.")
+    return content
 
 
 def resolve_templates(spec: TemplateSpec, key: str = "zeroshot.templates") -> List[str]:
@@ -90,7 +99,8 @@ def resolve_templates(spec: TemplateSpec, key: str = "zeroshot.templates") -> Li
         if spec in TEMPLATES:
             return list(TEMPLATES[spec])
         if ".json" in spec:
-            return _from_json(spec, key)
+            fix = f"an existing JSON file or to one of {', '.join(TEMPLATES)}"
+            return check_templates(json_list(spec, key, "Template file", fix), spec)
         if "{}" in spec:
             return check_templates([spec], key)
         raise ConfigError(f"Unknown template set '{spec}' in {key}: use one of {', '.join(TEMPLATES)}, a list of "

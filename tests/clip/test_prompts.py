@@ -53,3 +53,22 @@ def test_real_ulip_templates_file() -> None:
         pytest.skip(f"{ULIP_TEMPLATES} not found (../shared/data is only present beside the project)")
     templates = resolve_templates(f"{ULIP_TEMPLATES}:modelnet40_64")
     assert len(templates) == 64 and templates[0] == "a point cloud model of {}."
+
+
+def test_json_list_reads_a_list_or_a_named_entry_and_names_the_key_when_it_cannot(tmp_path):
+    from plugin.clip.prompts import json_list
+    from plugin.errors import BadInputError, ConfigError, DataNotFoundError
+
+    (tmp_path / "one.json").write_text('["a {}."]')
+    (tmp_path / "many.json").write_text('{"x": ["b {}."], "y": ["c {}."]}')
+    (tmp_path / "bad.json").write_text('{"x": [')
+    assert json_list(str(tmp_path / "one.json"), "k", "File", "a file") == ["a {}."]
+    assert json_list(f"{tmp_path / 'many.json'}:y", "k", "File", "a file") == ["c {}."]
+    with pytest.raises(DataNotFoundError, match="set k to a file"):
+        json_list(str(tmp_path / "none.json"), "k", "File", "a file")
+    with pytest.raises(ConfigError, match="NAME one of x, y"):
+        json_list(str(tmp_path / "many.json"), "k", "File", "a file")
+    with pytest.raises(ConfigError, match="holds one list"):
+        json_list(f"{tmp_path / 'one.json'}:x", "k", "File", "a file")
+    with pytest.raises(BadInputError, match="not readable JSON"):
+        json_list(str(tmp_path / "bad.json"), "k", "File", "a file")

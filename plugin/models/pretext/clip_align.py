@@ -24,7 +24,6 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -33,10 +32,10 @@ from openpoints.models.build import MODELS, build_model_from_cfg
 from torch import nn
 
 from ...clip import ClipModel, load_clip_from_cfg, resolve_templates, text_classifier, zero_shot_logits
-from ...clip.prompts import TemplateSpec
+from ...clip.prompts import TemplateSpec, json_list
 from ...clip.similarity_store import KINDS as SIMILARITY_KINDS
 from ...clip.similarity_store import SimilarityStore
-from ...errors import BadInputError, ConfigError, DataNotFoundError
+from ...errors import BadInputError, ConfigError
 from ...losses import average_weights, global_weighted_contrastive, negative_weights
 from ...losses.global_batch import gather_rows
 from ..backbones.image_embedders import ImageEmbedder, build_image_embedder
@@ -59,23 +58,8 @@ def resolve_class_names(spec: Union[str, Sequence[str]], key: str = "model.class
         key: its config key, for the messages.
     """
     if isinstance(spec, str):
-        path, _, entry = spec.partition(".json")
-        path, entry = path + ".json", entry.lstrip(":")
-        if not Path(path).is_file():
-            raise DataNotFoundError(f"Class-name file '{path}' not found: set {key} to a list of category names in "
-                                    f"label order or to an existing JSON file of them.")
-        try:
-            with open(path) as f:
-                content = json.load(f)
-        except ValueError as err:
-            raise BadInputError(f"Class-name file '{path}' is not valid JSON ({err}): fix it or set {key} to a list "
-                                f"of category names.") from None
-        if isinstance(content, dict):
-            entry = entry or (next(iter(content)) if len(content) == 1 else "")
-            if entry not in content:
-                raise ConfigError(f"Pick a list of '{path}' with {key}={path}:NAME, NAME one of {', '.join(content)}.")
-            content = content[entry]
-        spec = content
+        spec = json_list(spec, key, "Class-name file", "a list of category names in label order or to an existing "
+                                                       "JSON file of them")
     if isinstance(spec, str) or not isinstance(spec, Sequence) or not spec or \
             not all(isinstance(name, str) for name in spec):
         raise ConfigError(f"{key} holds no list of category names: give the names in label order, e.g. "
