@@ -31,10 +31,12 @@ Optional, announced by class attributes:
 A subclass that sets a capability attribute but does not override its methods fails at class definition.
 """
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
 
 Batch = Dict[str, Any]
 
@@ -137,3 +139,18 @@ class PretextModel(nn.Module):
 def batch_of(batch: Union[Batch, torch.Tensor]) -> Batch:
     """``batch`` as a dict: a tensor is taken as ``pos``."""
     return {"pos": batch} if isinstance(batch, torch.Tensor) else batch
+
+
+def reject_unknown_keys(given: Mapping[str, Any], valid: Sequence[str], where: str, owner: str) -> None:
+    """Raise :class:`ConfigError` naming the ``valid`` keys when a config block ``given`` holds another one.
+
+    Args:
+        given: the block's keys (e.g. a model constructor's leftover ``**kwargs``).
+        valid: the keys the block takes.
+        where: the block's config path, e.g. ``model`` or ``model.similarity``.
+        owner: the class the block configures, for the message.
+    """
+    unknown = sorted(k for k in given if k not in valid)
+    if unknown:
+        raise ConfigError(f"Unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)} of {owner}: use "
+                          f"{', '.join(f'{where}.{k}' for k in valid)}.")

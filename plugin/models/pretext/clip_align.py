@@ -39,7 +39,7 @@ from ...errors import BadInputError, ConfigError
 from ...losses import average_weights, global_weighted_contrastive, negative_weights
 from ...losses.global_batch import gather_rows
 from ..backbones.image_embedders import ImageEmbedder, build_image_embedder
-from ..base import Batch, ParamGroup, PretextModel, batch_of
+from ..base import Batch, ParamGroup, PretextModel, batch_of, reject_unknown_keys
 
 LOGGER = logging.getLogger("plugin")
 OBJECTIVES = ("ulip", "hardneg", "plain")
@@ -137,13 +137,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _reject_unknown(given: Mapping[str, Any], valid: Sequence[str], where: str) -> None:
-    unknown = sorted(k for k in given if k not in valid)
-    if unknown:
-        raise ConfigError(f"Unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)} of CLIPAlign: use "
-                          f"{', '.join(f'{where}.{k}' for k in valid)}.")
-
-
 @MODELS.register_module()
 class CLIPAlign(PretextModel):
     """A point encoder aligned to frozen image embeddings, with ULIP, hard-negative or plain contrastive loss.
@@ -189,7 +182,7 @@ class CLIPAlign(PretextModel):
                  similarity: Optional[Dict[str, Any]] = None, logit_scale_init: float = DEFAULT_LOGIT_SCALE,
                  zeroshot_templates: TemplateSpec = "point_cloud", **kwargs: Any):
         super().__init__()
-        _reject_unknown(kwargs, SWITCHES, "model")
+        reject_unknown_keys(kwargs, SWITCHES, "model", "CLIPAlign")
         if objective not in OBJECTIVES:
             raise ConfigError(f"model.objective is '{objective}': set it to one of {', '.join(OBJECTIVES)}.")
         if not 0 < float(logit_scale_init) <= MAX_LOGIT_SCALE:
@@ -259,7 +252,7 @@ class CLIPAlign(PretextModel):
 
     def _open_store(self, similarity: Optional[Mapping[str, Any]]) -> None:
         similarity = dict(similarity or {})
-        _reject_unknown(similarity, SIMILARITY_KEYS, "model.similarity")
+        reject_unknown_keys(similarity, SIMILARITY_KEYS, "model.similarity", "CLIPAlign")
         if not similarity.get("dir"):
             raise ConfigError("model.objective=hardneg needs model.similarity.dir: set it to the --out folder of "
                               "`python tools/precompute_similarity.py` (the store the dataset reads).")

@@ -31,7 +31,7 @@ from ..backbones.image_teachers import ImageTeacher, build_teacher
 from ..backbones.masking import masked_count, random_token_mask
 from ..backbones.point_m2ae import PointM2AEEncoder, TokenScale, index_rows
 from ..backbones.point_m2ae_decoder import PointM2AEDecoder
-from ..base import ParamGroup, PretextModel
+from ..base import ParamGroup, PretextModel, reject_unknown_keys
 
 SWITCHES = ("encoder_args", "teacher", "decoder_args", "mask_ratio", "guided", "temperature", "normalize_saliency",
             "saliency_aggregation", "patch_size", "use_2d_targets", "num_views", "target_views", "loss_weights",
@@ -165,10 +165,7 @@ class I2PMAE(PretextModel):
                  loss_weights: Sequence[float] = (1.0, 1.0), augment_scale: Optional[Sequence[float]] = None,
                  augment_translate: float = 0.0, **kwargs: Any):
         super().__init__()
-        unknown = sorted(kwargs)
-        if unknown:
-            raise ConfigError(f"Unknown key(s) {', '.join('model.' + k for k in unknown)} of I2PMAE: use "
-                              f"{', '.join('model.' + k for k in SWITCHES)}.")
+        reject_unknown_keys(kwargs, SWITCHES, "model", "I2PMAE")
         if encoder_args.get("NAME") != "PointM2AEEncoder":
             raise ConfigError(f"I2PMAE pre-trains a PointM2AEEncoder, not '{encoder_args.get('NAME')}': set "
                               f"model.encoder_args.NAME to PointM2AEEncoder.")

@@ -5,12 +5,11 @@ import torch
 from openpoints.models.build import MODELS, build_model_from_cfg
 from torch import nn
 
-from ...errors import ConfigError
 from ...losses import PointPictureInfoNCE
 from ...losses.info_nce import SWITCHES as LOSS_SWITCHES
 from ...render.cameras import rotation_of
 from ...render.mapping import points_to_cells
-from ..base import ParamGroup, PretextModel
+from ..base import ParamGroup, PretextModel, reject_unknown_keys
 from ..backbones.feature_taps import tap_features
 from ..backbones.image_backbones import FrozenImageBackbone
 from ..heads.projection_heads import GlobalHead, LocalImageHead, LocalPointHead, PoseEncoder
@@ -29,14 +28,6 @@ def _tap_channels(encoder: nn.Module, in_channels: int) -> Tuple[int, int]:
 
 SWITCHES = ("encoder_args", "image_backbone", "embed_dim", "pose_dim", "pose_conditioning", "loss_args")
 BACKBONE_KEYS = ("name", "weights", "image_size")
-
-
-def _reject_unknown(given: Dict[str, Any], valid: Tuple[str, ...], where: str) -> None:
-    """Raise :class:`ConfigError` naming ``valid`` when ``given`` has another key."""
-    unknown = sorted(k for k in given if k not in valid)
-    if unknown:
-        raise ConfigError(f"Unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)} of PicAtPoint: use "
-                          f"{', '.join(f'{where}.{k}' for k in valid)}.")
 
 
 @MODELS.register_module()
@@ -66,10 +57,10 @@ class PicAtPoint(PretextModel):
                  embed_dim: int = 512, pose_dim: int = 64, pose_conditioning: bool = True,
                  loss_args: Optional[Dict[str, Any]] = None, **kwargs: Any):
         super().__init__()
-        _reject_unknown(kwargs, SWITCHES, "model")
-        _reject_unknown(image_backbone or {}, BACKBONE_KEYS, "model.image_backbone")
+        reject_unknown_keys(kwargs, SWITCHES, "model", "PicAtPoint")
+        reject_unknown_keys(image_backbone or {}, BACKBONE_KEYS, "model.image_backbone", "PicAtPoint")
         loss_args = {k: v for k, v in (loss_args or {}).items() if k != "NAME"}
-        _reject_unknown(loss_args, LOSS_SWITCHES, "model.loss_args")
+        reject_unknown_keys(loss_args, LOSS_SWITCHES, "model.loss_args", "PicAtPoint")
         self.encoder_args = encoder_args
         self.encoder = build_model_from_cfg(encoder_args)
         self.image_backbone = FrozenImageBackbone(**(image_backbone or {}))
