@@ -12,7 +12,8 @@ The GPU measurements of issue 12 §6 and issue 13 §6, in one run (``tools/gpu_c
 - ``hardneg`` (issue 13): the training step of ``CLIPAlign`` (PointNeXt-S of ``cfgs/_blocks/pointnext_s.yaml``,
   objective ``hardneg``, kind ``i2i``, alpha 0.25, AdamW of ``cfgs/shapenet/hardneg-i2i.yaml``) at batch 256 x 1024
   points with precomputed, L2-normalised 512-d image embeddings (``img_emb``, as the similarity store gives them, so
-  no image tower runs) and ``sim_category``/``sim_row`` rows of an in-memory :class:`SimilarityStore` (55 categories
+  no image tower runs) and ``sim_category``/``sim_row`` rows of a synthetic similarity store written to a temporary folder and read through
+  ``model.similarity`` as in training (55 categories
   x 256 objects, I2I-like matrices), so W (Eq. 6) is built every step as in training. Reported: steps/s,
   instances/s, the share of building W (:func:`global_negative_weights`: a CPU loop over the batch's categories)
   and the peak allocated memory.
@@ -284,41 +285,37 @@ def measure_i2p_mae(size: dict, args: argparse.Namespace, device: torch.device, 
     return row
 
 
-def in_memory_store(categories: int, per_category: int, kind: str, seed: int):
-    """A :class:`SimilarityStore` in memory: ``categories`` x ``per_category`` objects, each category's matrix
+def write_synthetic_store(root: str, categories: int, per_category: int, kind: str, seed: int) -> str:
+    """A similarity store in ``root``: ``categories`` x ``per_category`` objects, each category's matrix
     (1 + e_a . e_b) / 2 of random unit vectors (symmetric, in [0, 1], ones on the diagonal, like I2I)."""
-    from plugin.clip.similarity_store import SimilarityStore, make_manifest
+    from plugin.clip.similarity_store import file_fingerprint, make_manifest, write_category, write_manifest
 
     g = torch.Generator().manual_seed(seed)
     ids = {f"cat{c:02d}": [f"cat{c:02d}_{i:04d}" for i in range(per_category)] for c in range(categories)}
-    matrices = []
-    for _ in range(categories):
-        e = F.normalize(torch.randn(per_category, 16, generator=g), dim=1)
-        matrices.append((1 + e @ e.t()) / 2)
     manifest = make_manifest({"kind": "benchmark", "name": "synthetic"}, views=1, categories=ids, kinds=[kind])
-    return SimilarityStore(manifest, None, {kind: matrices}, ids=ids)
+    for name, members in ids.items():
+        e = F.normalize(torch.randn(per_category, 16, generator=g), dim=1)
+        write_category(root, kind, name, members, (1 + e @ e.t()) / 2, "float32",
+                       file_fingerprint(manifest, kind, name, members))
+    write_manifest(root, manifest)
+    return root
 
 
-def build_hardneg_model(size: dict, device: torch.device, seed: int):
+def build_hardneg_model(size: dict, device: torch.device, seed: int, store_dir: str):
     """``(cfg, model, optimizer)``: CLIPAlign of ``cfgs/shapenet/hardneg-i2i.yaml``'s encoder and recipe, on
-    precomputed ``embed_dim``-d embeddings, with the hard-negative objective over an in-memory store.
-
-    The model is built with objective ``plain`` and no store, then given the store exactly as its
-    ``_open_store`` would set it from ``model.similarity`` (which only reads stores from disk).
-    """
+    precomputed ``embed_dim``-d embeddings, with the hard-negative objective over a synthetic store written
+    into ``store_dir`` and read through ``model.similarity`` as in training."""
     from plugin.engine import load_config
     from plugin.engine.modes.pretrain import build_pretext_optimizer
     from plugin.models.pretext.clip_align import CLIPAlign
 
     cfg = load_config(os.path.join(REPO, HARDNEG_CFG))
     m = cfg.model
+    write_synthetic_store(store_dir, size["categories"], size["per_category"], size["kind"], seed)
     torch.manual_seed(seed)
-    model = CLIPAlign(encoder_args=m.encoder_args, objective="plain", embed_dim=size["embed_dim"],
+    model = CLIPAlign(encoder_args=m.encoder_args, objective="hardneg", embed_dim=size["embed_dim"],
+                      similarity={"dir": store_dir, "kind": size["kind"], "alpha": size["alpha"]},
                       logit_scale_init=m.logit_scale_init, zeroshot_templates=m.zeroshot_templates)
-    store = in_memory_store(size["categories"], size["per_category"], size["kind"], seed)
-    store.check({"kinds": [size["kind"]]})
-    model.objective, model.store = "hardneg", store
-    model.similarity_kind, model.alpha = size["kind"], float(size["alpha"])
     model = model.to(device)
     model.train()
     return cfg, model, build_pretext_optimizer(cfg, model)
@@ -343,7 +340,8 @@ def measure_hardneg(size: dict, args: argparse.Namespace, device: torch.device, 
     """Issue 13 §6: CLIPAlign hard-negative training steps/s with precomputed image embeddings."""
     import plugin.models.pretext.clip_align as clip_align
 
-    cfg, model, optimizer = build_hardneg_model(size, device, args.seed)
+    store_dir = tempfile.mkdtemp(prefix="hardneg_store_", dir=args.tmp)
+    cfg, model, optimizer = build_hardneg_model(size, device, args.seed, store_dir)
     batch = hardneg_batch(size, device, args.seed)
     weights = PartTimer(device)
     original = clip_align.global_negative_weights
@@ -366,6 +364,7 @@ def measure_hardneg(size: dict, args: argparse.Namespace, device: torch.device, 
         row.update(memory, loss=float(losses[-1]), batch_categories=int(batch["sim_category"].unique().numel()))
     finally:
         clip_align.global_negative_weights = original
+        shutil.rmtree(store_dir, ignore_errors=True)
     del model, optimizer, batch
     release(device)
     return row
