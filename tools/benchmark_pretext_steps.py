@@ -12,9 +12,9 @@ The GPU measurements of issue 12 §6 and issue 13 §6, in one run (``tools/gpu_c
 - ``hardneg`` (issue 13): the training step of ``CLIPAlign`` (PointNeXt-S of ``cfgs/_blocks/pointnext_s.yaml``,
   objective ``hardneg``, kind ``i2i``, alpha 0.25, AdamW of ``cfgs/shapenet/hardneg-i2i.yaml``) at batch 256 x 1024
   points with precomputed, L2-normalised 512-d image embeddings (``img_emb``, as the similarity store gives them, so
-  no image tower runs) and ``sim_category``/``sim_row`` rows of a synthetic similarity store written to a temporary folder and read through
-  ``model.similarity`` as in training (55 categories
-  x 256 objects, I2I-like matrices), so W (Eq. 6) is built every step as in training. Reported: steps/s,
+  no image tower runs) and ``sim_category``/``sim_row`` rows of a synthetic similarity store (55 categories x 256
+  objects, I2I-like matrices) written to a temporary folder and read through ``model.similarity``, so W (Eq. 6) is
+  built every step as in training. Reported: steps/s,
   instances/s, the share of building W (:func:`global_negative_weights`: a CPU loop over the batch's categories)
   and the peak allocated memory.
 - ``precompute`` (issue 13): ``tools/precompute_similarity.py --kinds i2i --device <device>`` with a ViT-B-32 of
