@@ -1,6 +1,7 @@
-"""Benchmark the pre-training steps of I2P-MAE and of CLIPAlign with hard negatives, and the similarity precompute.
+"""Benchmark the pre-training steps of I2P-MAE, of CLIPAlign with hard negatives and of Cross-MoST's self-training,
+and the similarity precompute.
 
-The GPU measurements of issue 12 §6 and issue 13 §6, in one run (``tools/gpu_check.sh`` runs it on CUDA):
+The GPU measurements of issues 12, 13 and 14 §6, in one run (``tools/gpu_check.sh`` runs it on CUDA):
 
 - ``i2p_mae`` (issue 12): the pre-training step of ``I2PMAE`` built from ``cfgs/shapenet/i2p_mae.yaml`` (Point-M2AE
   512/256/64 tokens, widths 96/192/384, 5 blocks per stage) at batch 64 x 2048 points, with its CLIP ViT-B/16 teacher
@@ -17,6 +18,18 @@ The GPU measurements of issue 12 §6 and issue 13 §6, in one run (``tools/gpu_c
   built every step as in training. Reported: steps/s,
   instances/s, the share of building W (:func:`global_negative_weights`: a CPU loop over the batch's categories)
   and the peak allocated memory.
+- ``cross_most`` (issue 14): the self-training step of ``CrossMoST`` built from ``cfgs/modelnet40/cross_most.yaml``
+  (image tower OpenCLIP ViT-B/16 at random weights, ``model.image_encoder.pretrained=none``, its classifier Q from the
+  random CLIP's text tower; Point-BERT of ``cfgs/_blocks/point_bert_ulip.yaml``, 384-d x 12 blocks, 64 groups x 32
+  points; joint pseudo-labels, alignment, fairness, MIM and MPM) with 40 class names ``c0``..``c39`` and
+  ``model.threshold=0.0``, so that the cross-entropy covers the whole batch, at batch 128 pairs of 224 px images
+  (``img_weak``, ``img_strong``, uniform in [0, 1]) and 1024-point clouds (``pos_weak``, ``pos_strong``). The
+  optimizer is ``build_grouped_optimizer`` (AdamW, layer-wise lr decay groups) with the runner's lr (2e-5 x 128 / 256);
+  the teacher is the config's ``ema`` block (``ModelEma``, momentum 0.99 -> 0.9998 over 400 updates), passed to the
+  forward and updated after every optimizer step as ``EmaHook`` does. Reported: s/step (median, q1, q3),
+  instances/s, the teacher's share (its two forward passes on the weak pair inside ``CrossMoST.forward``, the image
+  tower's and ``point_features``, summed and each alone; its logits and the pseudo-labels, both small, are left
+  out), the EMA update's share and the peak allocated memory. No target (the issue asks for the figures only).
 - ``precompute`` (issue 13): ``tools/precompute_similarity.py --kinds i2i --device <device>`` with a ViT-B-32 of
   random weights (``--encoder NAME=clip name=ViT-B-32 pretrained=none``) on a synthetic ``RenderedViews`` folder the
   script writes into a temporary folder (256 objects of 4 categories x 20 views, the default view set of
@@ -26,19 +39,22 @@ The GPU measurements of issue 12 §6 and issue 13 §6, in one run (``tools/gpu_c
 
 A step is what ``plugin.engine.loop.TrainingLoop`` does per batch: zero the gradients, forward and loss under
 autocast (the loop's :func:`resolve_amp`: bf16 on CUDA by default, off on the CPU), backward (through a gradient
-scaler for fp16 only), the config's gradient-norm clip when it sets one, AdamW step. The batch is one seeded
-synthetic batch on the device (uniform clouds in [-1, 1]^3), so data loading is not in the step. Timing: after
-``--warmup`` steps, each of ``--steps`` steps by ``perf_counter`` between two ``torch.cuda.synchronize`` calls
-(s/step: the median; q1, q3 too); the parts inside a step (teacher, W) by CUDA events around the call (read after
-the last synchronize) on a GPU, by ``perf_counter`` on the CPU; a part's share = its summed time / the summed step
-times. Peak memory: ``torch.cuda.max_memory_allocated`` (and ``..._reserved``) over warm-up and timed steps, reset
-after the model and optimizer are built (so their memory counts); None off CUDA. The JSON is rewritten after each
-part, so a run cut off by a time limit keeps the finished parts; a part that fails (e.g. out of memory) records its
-error, the others still run and the exit status is 1.
+scaler for fp16 only), the config's gradient-norm clip when it sets one, AdamW step (and for Cross-MoST then the
+teacher's EMA update). The batch is one seeded synthetic batch on the device (uniform clouds in [-1, 1]^3), so data
+loading is not in the step. Timing: after ``--warmup`` steps, each of ``--steps`` steps by ``perf_counter`` between two
+``torch.cuda.synchronize`` calls (s/step: the median; q1, q3 too); the parts inside a step (teacher, W, EMA update) by
+CUDA events around the call (read after the last synchronize) on a GPU, by ``perf_counter`` on the CPU; a part's
+share = its summed time / the summed step times. Peak memory: ``torch.cuda.max_memory_allocated`` (and
+``..._reserved``) over warm-up and timed steps, reset after the model and optimizer (and the EMA teacher) are built (so
+their memory counts); None off CUDA. The JSON is rewritten after each part, so a run cut off by a time limit keeps the
+finished parts; a part that fails (e.g. out of memory) records its error, the others still run and the exit status
+is 1.
 
 ``--sizes tiny`` (the tests' mode, CPU, seconds): tiny Point-M2AE and the tiny test CLIP (``tiny-clip-test``) as
 I2P-MAE teacher (batch 2 x 256 points), PointNeXt-S at batch 8 x 256 points with 32-d embeddings and a 3 x 8
-store, the precompute of 4 objects x 2 views of 32 px with the tiny CLIP; 2 steps after 1 warm-up.
+store, Cross-MoST with the tiny CLIP and a one-block PointViTEncoder of 32-d tokens (8 groups x 8 points) at batch 4
+pairs of 32 px images and 128 points, 8 classes, the precompute of 4 objects x 2 views of 32 px with the tiny CLIP;
+2 steps after 1 warm-up.
 
 Usage::
 
@@ -53,6 +69,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import gc
+import itertools
 import json
 import os
 import platform
@@ -74,20 +91,24 @@ if os.path.join(REPO, "tools") not in sys.path:
     sys.path.insert(0, os.path.join(REPO, "tools"))  # for benchmark_train's machine description
 # The project's modules are imported where they are used, so that --table (gpu_check.sh's last step) starts quickly.
 
-PARTS = ("i2p_mae", "hardneg", "precompute")
+PARTS = ("i2p_mae", "hardneg", "cross_most", "precompute")
 I2P_CFG = os.path.join("cfgs", "shapenet", "i2p_mae.yaml")
 HARDNEG_CFG = os.path.join("cfgs", "shapenet", "hardneg-i2i.yaml")
+CROSS_MOST_CFG = os.path.join("cfgs", "modelnet40", "cross_most.yaml")
 PRECOMPUTE_TOOL = os.path.join("tools", "precompute_similarity.py")
 TINY_I2P_OVERRIDES = ["model.encoder_args.num_tokens=[64,32,16]", "model.encoder_args.k_neighbors=[8,4,4]",
                       "model.encoder_args.dims=[16,32,64]", "model.encoder_args.depths=[1,1,1]",
                       "model.encoder_args.num_heads=4", "model.decoder_args.dims=[64,32]",
                       "model.decoder_args.num_heads=4"]
+TINY_POINT_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2, "group_dim": 32, "num_groups": 8, "group_size": 8}
 SIZES = {
     "full": {
         "i2p_mae": {"batch": 64, "points": 2048, "overrides": [],
                     "teacher": {"NAME": "clip_vit", "name": "ViT-B-16", "pretrained": "none"}},
         "hardneg": {"batch": 256, "points": 1024, "embed_dim": 512, "categories": 55, "per_category": 256,
                     "kind": "i2i", "alpha": 0.25},
+        "cross_most": {"batch": 128, "points": 1024, "image_size": 224, "classes": 40, "threshold": 0.0,
+                       "image_encoder": {"name": "ViT-B-16", "pretrained": "none"}, "overrides": []},
         "precompute": {"objects": 256, "categories": 4, "views": 20, "image_size": 224, "warmup_objects": 8,
                        "batch_size": 128, "encoder": {"NAME": "clip", "name": "ViT-B-32", "pretrained": "none"}},
         "steps": 10, "warmup": 3,
@@ -97,6 +118,9 @@ SIZES = {
                     "teacher": {"NAME": "clip_vit", "name": "tiny-clip-test", "pretrained": "none"}},
         "hardneg": {"batch": 8, "points": 256, "embed_dim": 32, "categories": 3, "per_category": 8,
                     "kind": "i2i", "alpha": 0.25},
+        "cross_most": {"batch": 4, "points": 128, "image_size": 32, "classes": 8, "threshold": 0.0,
+                       "image_encoder": {"name": "tiny-clip-test", "pretrained": "none"},
+                       "overrides": [f"model.encoder_args.{k}={v}" for k, v in TINY_POINT_VIT.items()]},
         "precompute": {"objects": 4, "categories": 2, "views": 2, "image_size": 32, "warmup_objects": 2,
                        "batch_size": 4, "encoder": {"NAME": "clip", "name": "tiny-clip-test", "pretrained": "none"}},
         "steps": 2, "warmup": 1,
@@ -217,21 +241,26 @@ def release(device: torch.device) -> None:
 # ---- the training step ----
 
 def make_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, amp_dtype: Optional[torch.dtype],
-              clip: Optional[float], losses: list) -> Callable[[], None]:
-    """One training step as ``TrainingLoop`` runs it (see the module docstring); the loss goes to ``losses``."""
-    device = batch["pos"].device
+              clip: Optional[float], losses: list, forward: Optional[Callable[[], tuple]] = None,
+              after_step: Optional[Callable[[], None]] = None) -> Callable[[], None]:
+    """One training step as ``TrainingLoop`` runs it (see the module docstring); the loss goes to ``losses``.
+    ``forward`` replaces ``model(batch)`` (e.g. with a teacher); ``after_step`` runs after the optimizer step (as
+    the loop's hooks, e.g. the EMA update)."""
+    device = next(v for v in batch.values() if torch.is_tensor(v)).device
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
-            loss, _ = model(batch)
+            loss, _ = forward() if forward is not None else model(batch)
         scaler.scale(loss).backward()
         if clip:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         scaler.step(optimizer)
         scaler.update()
+        if after_step is not None:
+            after_step()
         losses.append(loss.detach())
 
     return step
@@ -251,7 +280,8 @@ def measure_i2p_mae(size: dict, args: argparse.Namespace, device: torch.device, 
     """Issue 12 §6: the I2P-MAE pre-training step, its teacher's share and the peak memory."""
     from plugin.engine import load_config
     from plugin.engine.batch import prepare_batch
-    from plugin.engine.modes.pretrain import build_pretext_model, build_pretext_optimizer
+    from plugin.engine.builders import build_grouped_optimizer
+    from plugin.engine.modes.pretrain import build_pretext_model
 
     teacher = size["teacher"]
     overrides = [f"model.teacher.{k}={v}" for k, v in teacher.items()] + list(size["overrides"])
@@ -259,7 +289,7 @@ def measure_i2p_mae(size: dict, args: argparse.Namespace, device: torch.device, 
     torch.manual_seed(args.seed)
     model = build_pretext_model(cfg).to(device)
     model.train()
-    optimizer = build_pretext_optimizer(cfg, model)
+    optimizer = build_grouped_optimizer(cfg, model)
     pos = synthetic_clouds(size["batch"], size["points"], args.seed)
     batch = prepare_batch({"pos": pos, "x": pos.clone()}, device, 3)
     teach, net = PartTimer(device), PartTimer(device)
@@ -306,7 +336,7 @@ def build_hardneg_model(size: dict, device: torch.device, seed: int, store_dir: 
     precomputed ``embed_dim``-d embeddings, with the hard-negative objective over a synthetic store written
     into ``store_dir`` and read through ``model.similarity`` as in training."""
     from plugin.engine import load_config
-    from plugin.engine.modes.pretrain import build_pretext_optimizer
+    from plugin.engine.builders import build_grouped_optimizer
     from plugin.models.pretext.clip_align import CLIPAlign
 
     cfg = load_config(os.path.join(REPO, HARDNEG_CFG))
@@ -318,7 +348,7 @@ def build_hardneg_model(size: dict, device: torch.device, seed: int, store_dir: 
                       logit_scale_init=m.logit_scale_init, zeroshot_templates=m.zeroshot_templates)
     model = model.to(device)
     model.train()
-    return cfg, model, build_pretext_optimizer(cfg, model)
+    return cfg, model, build_grouped_optimizer(cfg, model)
 
 
 def hardneg_batch(size: dict, device: torch.device, seed: int) -> Batch:
@@ -368,6 +398,95 @@ def measure_hardneg(size: dict, args: argparse.Namespace, device: torch.device, 
     del model, optimizer, batch
     release(device)
     return row
+
+
+# ---- Cross-MoST ----
+
+def cross_most_overrides(size: dict) -> list[str]:
+    """The config overrides of a size: the image tower, ``classes`` names ``c0``, ``c1``, ..., the threshold."""
+    names = [f"c{i}" for i in range(size["classes"])]
+    return ([f"model.image_encoder.{k}={v}" for k, v in size["image_encoder"].items()]
+            + [f"+model.class_names={names}", f"model.threshold={size['threshold']}"] + list(size["overrides"]))
+
+
+def cross_most_batch(size: dict, device: torch.device, seed: int) -> Batch:
+    """A batch of pairs as ``CrossModalPairs`` gives them: ``img_weak``/``img_strong`` (B, 3, S, S) uniform in [0, 1],
+    ``pos_weak``/``pos_strong`` (B, N, 3) uniform clouds, ``y``; on ``device``."""
+    g = torch.Generator().manual_seed(seed + 2)
+    b, side, points = size["batch"], size["image_size"], size["points"]
+    data = {"img_weak": torch.rand(b, 3, side, side, generator=g),
+            "img_strong": torch.rand(b, 3, side, side, generator=g),
+            "pos_weak": synthetic_clouds(b, points, seed), "pos_strong": synthetic_clouds(b, points, seed + 1),
+            "y": torch.randint(0, size["classes"], (b,), generator=g)}
+    return {k: v.to(device) for k, v in data.items()}
+
+
+def measure_cross_most(size: dict, args: argparse.Namespace, device: torch.device, amp_dtype) -> dict:
+    """Issue 14 §6: the Cross-MoST self-training step (student, EMA teacher), the teacher's and the EMA update's
+    shares and the peak memory."""
+    from plugin.engine import load_config
+    from plugin.engine.builders import build_grouped_optimizer, build_model
+    from plugin.models.ema import build_ema
+
+    overrides = cross_most_overrides(size)
+    cfg = load_config(os.path.join(REPO, CROSS_MOST_CFG), overrides)
+    options = cfg.selftrain
+    cfg.lr = float(options.base_lr) * size["batch"] / float(options.lr_batch)  # the runner's lr, one process
+    torch.manual_seed(args.seed)
+    model = build_model(cfg).to(device)
+    model.train()
+    optimizer = build_grouped_optimizer(cfg, model)
+    ema = build_ema(cfg.get("ema"), model)  # ModelEma(model, MomentumSchedule(0.99, 0.9998, 400)), as the runner's
+    teacher = ema.module
+    batch = cross_most_batch(size, device, args.seed)
+    image, point, update = PartTimer(device), PartTimer(device), PartTimer(device)
+    teacher.image.forward = image.wrap(teacher.image.forward)  # the teacher's two passes on the weak pair
+    teacher.point_features = point.wrap(teacher.point_features)  # shadows the method forward calls
+    ema_update = update.wrap(ema.update)
+    updates = itertools.count(1)  # EmaHook updates with loop.updates, which already counts the update
+    logs: dict = {}
+
+    def forward() -> tuple:
+        loss, figures = model(batch, teacher)
+        logs.update(figures)
+        return loss, figures
+
+    losses: list = []
+    step = make_step(model, optimizer, batch, amp_dtype, cfg.get("grad_norm_clip"), losses, forward=forward,
+                     after_step=lambda: ema_update(model, next(updates)))
+    m = cfg.model
+    row: dict = {"cfg": CROSS_MOST_CFG, "overrides": overrides, "batch": size["batch"], "points": size["points"],
+                 "image_size": size["image_size"], "classes": size["classes"], "image_encoder": dict(m.image_encoder),
+                 "point_encoder": {k: m.encoder_args[k] for k in ("NAME", "embed_dim", "depth", "num_groups",
+                                                                  "group_size")},
+                 "pseudo_labels": model.source, "threshold": model.threshold, "align": model.align,
+                 "fairness": model.fairness, "mim": model.mim, "mpm": model.mpm,
+                 "trainable_params": trainable(model), "teacher_params": sum(p.numel() for p in teacher.parameters()),
+                 "optimizer": type(optimizer).__name__, "param_groups": len(optimizer.param_groups), "lr": cfg.lr,
+                 "grad_norm_clip": cfg.get("grad_norm_clip"), "ema": plain(cfg.ema)}
+    memory: dict = {}
+    torch.manual_seed(args.seed)
+    with peak_memory(device, memory):
+        times = time_steps(step, args.steps, args.warmup, device, (image, point, update))
+    row.update(step_summary(times, size["batch"]))
+    image_ms, point_ms = image.take(), point.take()
+    row["teacher"] = part_summary([a + b for a, b in zip(image_ms, point_ms)], times)
+    row["teacher_image"] = part_summary(image_ms, times)
+    row["teacher_point"] = part_summary(point_ms, times)
+    row["ema_update"] = part_summary(update.take(), times)
+    row.update(memory, loss=float(losses[-1]), ema_momentum=ema.momentum,
+               loss_terms={k[5:]: v for k, v in logs.items() if k.startswith("loss_")},
+               pl_kept=logs.get("pl_kept"))
+    del model, optimizer, ema, teacher, batch, step, losses, forward
+    release(device)
+    return row
+
+
+def plain(block: Any) -> Any:
+    """A config block as plain dicts and lists, for the JSON."""
+    if isinstance(block, dict):
+        return {k: plain(v) for k, v in block.items()}
+    return list(block) if isinstance(block, (list, tuple)) else block
 
 
 # ---- the precompute ----
@@ -488,7 +607,8 @@ def format_table(report: dict) -> str:
               f"{'part ms (share)':>24}{'peak GB':>9}")
     lines += [header, "-" * len(header)]
     for key, name, part, label in (("i2p_mae", "I2P-MAE (ViT teacher)", "teach", "teacher"),
-                                   ("hardneg", "CLIPAlign hardneg-i2i", "weights", "W")):
+                                   ("hardneg", "CLIPAlign hardneg-i2i", "weights", "W"),
+                                   ("cross_most", "Cross-MoST selftrain", "teacher", "teacher")):
         row = report.get(key)
         if row is None:
             continue
@@ -503,6 +623,12 @@ def format_table(report: dict) -> str:
             net = row["teacher_forward"]
             lines.append(f"{'':<22}teacher = renders + {row['teacher']['name']} forward "
                          f"({_fmt(net['median_ms'], '.1f')} ms, {_fmt(net['share'], '.0%')}) + map reading")
+        if key == "cross_most":
+            image, point, ema = row["teacher_image"], row["teacher_point"], row["ema_update"]
+            lines.append(f"{'':<22}teacher = {row['image_encoder']['name']} {_fmt(image['median_ms'], '.1f')} ms "
+                         f"({_fmt(image['share'], '.0%')}) + {row['point_encoder']['NAME']} "
+                         f"{_fmt(point['median_ms'], '.1f')} ms ({_fmt(point['share'], '.0%')}) on the weak pair; "
+                         f"EMA update {_fmt(ema['median_ms'], '.1f')} ms ({_fmt(ema['share'], '.0%')})")
     row = report.get("precompute")
     if row is not None:
         if "error" in row:
@@ -621,6 +747,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 report[part] = measure_i2p_mae(size[part], args, device, amp_dtype)
             elif part == "hardneg":
                 report[part] = measure_hardneg(size[part], args, device, amp_dtype)
+            elif part == "cross_most":
+                report[part] = measure_cross_most(size[part], args, device, amp_dtype)
             else:
                 report[part] = measure_precompute(size[part], args, device)
         except (RuntimeError, UserError) as err:  # out of memory, a kernel missing for this GPU, a failed precompute

@@ -108,16 +108,18 @@ def render(args: argparse.Namespace, image_size: int) -> None:
         raise DemoError("rendering the views failed (see the error above).")
 
 
-def run_main(cfg_path: Path, extra: List[str], root_dir: str) -> Dict[str, Any]:
+def run_main(cfg_path: Path, extra: List[str], root_dir: str, run_prefix: Optional[str] = None) -> Dict[str, Any]:
     """Run ``tools/main.py --cfg cfg_path extra`` in this process; returns the new run's ``metrics.json``.
 
-    The run folder is ``<root_dir>/<the config's folder name>/<config stem>-*``, as ``tools/main.py`` names it.
+    The run folder is ``<root_dir>/<the config's folder name>/<run_prefix>-*``, as ``tools/main.py`` names it;
+    ``run_prefix`` is the ``exp`` the run is given (default: the config's stem).
     """
     exp_dir = Path(root_dir) / cfg_path.parent.name
-    before = set(exp_dir.glob(f"{cfg_path.stem}-*"))
+    prefix = run_prefix or cfg_path.stem
+    before = set(exp_dir.glob(f"{prefix}-*"))
     if load_tool("main").main(["--cfg", str(cfg_path), *extra]):
         raise DemoError(f"tools/main.py --cfg {cfg_path.relative_to(REPO)} failed (see the error above).")
-    (run,) = set(exp_dir.glob(f"{cfg_path.stem}-*")) - before
+    (run,) = set(exp_dir.glob(f"{prefix}-*")) - before
     return json.loads((run / "metrics.json").read_text())
 
 

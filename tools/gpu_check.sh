@@ -6,9 +6,9 @@
 #   3. run the GPU benchmark (tools/benchmark_gpu.py -> benchmarks/ops_cuda.json), one PointNeXt-S training
 #      epoch with amp bf16 and off (tools/benchmark_train.py -> benchmarks/train_amp_cuda.json) and the point
 #      transformer encoders' forward, training step and SDPA kernels (tools/benchmark_encoders.py ->
-#      benchmarks/encoders_cuda.json) and the pre-training steps of issues 12 and 13 §6: I2P-MAE with a ViT-B/16
-#      teacher, CLIPAlign hard negatives, the similarity precompute (tools/benchmark_pretext_steps.py ->
-#      benchmarks/pretext_steps_cuda.json);
+#      benchmarks/encoders_cuda.json) and the pre-training steps of issues 12, 13 and 14 §6: I2P-MAE with a ViT-B/16
+#      teacher, CLIPAlign hard negatives, Cross-MoST self-training, the similarity precompute
+#      (tools/benchmark_pretext_steps.py -> benchmarks/pretext_steps_cuda.json);
 #   4. print one table: the steps, the kernel timings, the model throughput, the targets, then the amp,
 #      encoder and pre-training tables.
 # Every step has a time limit, so the table always prints: the suite is cut off after GPU_CHECK_TEST_TIMEOUT
@@ -103,9 +103,10 @@ benchmark amp "${GPU_CHECK_AMP_TIMEOUT:-75}" "$OUT_DIR/train_amp.json" benchmark
 # bf16 and off, peak memory, fused vs math SDPA kernels.
 benchmark encoders "${GPU_CHECK_ENCODERS_TIMEOUT:-60}" "$OUT_DIR/encoders.json" benchmarks/encoders_cuda.json \
   "$PYTHON" tools/benchmark_encoders.py --device cuda --out "$OUT_DIR/encoders.json"
-# 3d. Pre-training steps (issues 12 and 13 §6), bf16: I2P-MAE at batch 64 x 2048 with a random ViT-B/16 teacher
+# 3d. Pre-training steps (issues 12, 13 and 14 §6), bf16: I2P-MAE at batch 64 x 2048 with a random ViT-B/16 teacher
 # (s/step, teacher share, peak memory; targets <= 0.3 s/step, <= 22 GB), CLIPAlign hardneg-i2i at batch 256 with
-# precomputed image embeddings (steps/s), tools/precompute_similarity.py with a random ViT-B-32 (objects/s).
+# precomputed image embeddings (steps/s), Cross-MoST at batch 128 pairs (random ViT-B/16, Point-BERT, EMA teacher:
+# s/step, teacher and EMA shares, peak memory), tools/precompute_similarity.py with a random ViT-B-32 (objects/s).
 benchmark pretext "${GPU_CHECK_PRETEXT_TIMEOUT:-100}" "$OUT_DIR/pretext_steps.json" benchmarks/pretext_steps_cuda.json \
   "$PYTHON" tools/benchmark_pretext_steps.py --device cuda --out "$OUT_DIR/pretext_steps.json"
 

@@ -1,4 +1,5 @@
-"""Figures of runs: Pic@Point correspondence heatmaps (the paper's Fig. 4), feature embeddings and I2P-MAE masking.
+"""Figures of runs: Pic@Point correspondence heatmaps (the paper's Fig. 4), feature embeddings, I2P-MAE masking and
+Cross-MoST self-training curves.
 
 Examples::
 
@@ -10,15 +11,18 @@ Examples::
         --classes ../shared/data/modelnet40_normal_resampled/modelnet40_shape_names.txt --out emb.png
     python tools/visualize.py i2p-mask --load-path log/shapenet/i2p_mae-<time>/ckpt_best.pth \\
         --clouds chair.npy airplane.npy --out masking.png
+    python tools/visualize.py selftrain --run log/modelnet40/cross_most-<time> --out self_training.png
 
 ``correspondence`` builds the model of ``--cfg`` (plus ``key=value`` overrides, which must match the run's),
 loads the checkpoint's ``model`` state and draws the cosine similarity between one 3D region's local embedding
 and every image region of the view. ``features`` draws one t-SNE or PCA panel per ``features_*.npz`` of
 ``mode=svm``. ``i2p-mask`` draws I2P-MAE's masking (supplementary Fig. 5): per object the input, random masking, the
 attention cloud S, the 2D-guided mask and the reconstruction, from a pre-training checkpoint (the model is built
-from the config stored in it) or, with ``--cfg`` alone, a randomly initialised model. Errors the user can fix
-(a missing, corrupt or foreign checkpoint, an unreadable cloud, an unwritable ``--out``) are printed as one
-sentence (exit status 2).
+from the config stored in it) or, with ``--cfg`` alone, a randomly initialised model. ``selftrain`` draws the
+Cross-MoST training curves (the paper's Figs. 3-4: accuracy, entropy, bias, pseudo-labels, losses) of a run folder's
+``history.json`` (default ``--out``: ``<run>/self_training.png``). Errors the user can fix (a missing, corrupt or
+foreign checkpoint, an unreadable cloud or history, an unwritable ``--out``) are printed as one sentence (exit
+status 2).
 """
 import argparse
 import os
@@ -60,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     mask.add_argument("--out", required=True, help="output PNG")
     mask.add_argument("--dpi", type=int, default=100, help="dots per inch (each panel is 2.6 inches square)")
     mask.add_argument("overrides", nargs="*", help="key=value config overrides")
+    self_train = commands.add_parser("selftrain", help="Cross-MoST self-training curves of a run's history.json")
+    self_train.add_argument("--run", required=True, help="the run folder, log/<task>/<exp>-<time>/")
+    self_train.add_argument("--out", default=None, help="output PNG (default: <run>/self_training.png)")
+    self_train.add_argument("--dpi", type=int, default=100, help="dots per inch (the PNG is 12.6 x 6 inches)")
     return parser
 
 
@@ -193,7 +201,23 @@ def i2p_mask(args: argparse.Namespace) -> str:
     return f"{len(rows)} object(s) of {num_points} points, masked by {source} -> {args.out}"
 
 
-COMMANDS = {"correspondence": correspondence, "features": features, "i2p-mask": i2p_mask}
+def selftrain(args: argparse.Namespace) -> str:
+    """Draw the Cross-MoST self-training curves of ``args.run``; returns a one-line summary."""
+    from plugin.errors import DataNotFoundError
+    from plugin.io import writing
+    from plugin.vis import self_training_curves as curves
+
+    if not os.path.isdir(args.run):
+        raise DataNotFoundError(f"Run folder '{args.run}' does not exist: pass --run a run folder "
+                                f"log/<task>/<exp>-<time>/ of Cross-MoST training.")
+    history = curves.read_history(os.path.join(args.run, "history.json"))
+    out = args.out or os.path.join(args.run, "self_training.png")
+    with writing(out, "--out"):
+        curves.plot_self_training(history, out, os.path.basename(os.path.abspath(args.run)), args.dpi)
+    return f"{len(history)} epoch record(s) of '{args.run}' -> {out}"
+
+
+COMMANDS = {"correspondence": correspondence, "features": features, "i2p-mask": i2p_mask, "selftrain": selftrain}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -19,6 +19,7 @@ from openpoints.utils import EasyConfig
 from openpoints.utils.registry import Registry
 
 from ..errors import ConfigError
+from ..models.base import PretextModel
 
 
 def check_name(args: Optional[Dict[str, Any]], registry: Registry, key: str) -> None:
@@ -53,6 +54,40 @@ def build_criterion(cfg: Dict[str, Any]) -> torch.nn.Module:
 def build_optimizer(cfg: Dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
     """OpenPoints' optimizer factory with ``lr`` and ``cfg.optimizer`` (NAME, weight_decay, ...)."""
     return build_optimizer_from_cfg(model, lr=cfg.lr, **cfg.optimizer)
+
+
+def build_grouped_optimizer(cfg: Dict[str, Any], model: PretextModel) -> torch.optim.Optimizer:
+    """OpenPoints' optimizer for ``cfg.optimizer``, regrouped by the model's ``param_groups()``.
+
+    OpenPoints' factory resolves the optimizer class and its defaults from ``optimizer.NAME`` and
+    groups the parameters by weight decay (none for biases and 1-d parameters); each of its groups is
+    split into the parameters no model group lists (``lr``) and one part per model group (its
+    ``lr_key``, e.g. ``lr_image``, or ``lr`` when that is unset, times ``lr_scale``; the weight decay
+    times ``weight_decay_scale``). Frozen parameters are left out.
+    """
+    base = build_optimizer(cfg, model)
+    model_groups = model.param_groups()
+    owner = {id(p): i for i, group in enumerate(model_groups) for p in group.params}
+    groups = []
+    for group in base.param_groups:
+        options = {k: v for k, v in group.items() if k != "params"}
+        rest = [p for p in group["params"] if id(p) not in owner]
+        if rest:
+            groups.append({**options, "params": rest})
+        for i, spec in enumerate(model_groups):
+            params = [p for p in group["params"] if owner.get(id(p)) == i]
+            if not params:
+                continue
+            extra: Dict[str, Any] = {"lr": ((cfg.get(spec.lr_key) if spec.lr_key else None) or cfg.lr) * spec.lr_scale}
+            if spec.weight_decay_scale != 1.0 and "weight_decay" in options:
+                extra["weight_decay"] = options["weight_decay"] * spec.weight_decay_scale
+            groups.append({**options, "params": params, **extra})
+    # regroup in place: re-calling the class with ``base.defaults`` fails where a default is no constructor
+    # argument (torch's AdamW lists ``decoupled_weight_decay``)
+    base.param_groups = []
+    for group in groups:
+        base.add_param_group(group)
+    return base
 
 
 def build_scheduler(cfg: Dict[str, Any], optimizer: torch.optim.Optimizer):

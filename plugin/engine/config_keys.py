@@ -57,7 +57,8 @@ def unknown_key_message(key: str, valid: Iterable[str], where: str) -> str:
 
 DATASET_BLOCKS = ("common", "train", "val", "test")  # what OpenPoints' dataloader builder reads from `dataset`
 # a mode's block whose keys are checked like a class's (a typo inside it in a YAML file would be ignored): block -> keys
-MODE_BLOCKS = {"retrieval": ("split", "gallery", "batch_size", "seed", "object_key")}
+MODE_BLOCKS = {"retrieval": ("split", "gallery", "batch_size", "seed", "object_key"),
+               "selftrain": ("select", "base_lr", "lr_batch", "shots")}
 _WARNED: Set[str] = set()  # unknown key paths already warned about (strict_keys: false), so each shows once
 
 

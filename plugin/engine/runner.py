@@ -136,6 +136,10 @@ class EpochRunner(Runner):
             LOGGER.info(f"mixed precision: {loop.amp_dtype} autocast on {self.device.type}")
         return loop
 
+    def draw_curves(self, history: Sequence[Dict[str, Any]], title: str) -> None:
+        """Draw the run's figure of ``history`` (every epoch's figures): ``curves.png`` by default."""
+        plot_training_curves(history, self.folder.file("curves.png"), title=title, config_key=self.folder.config_key)
+
     def _save(self, name: str, epoch: int, loop_state: Dict[str, Any]) -> None:
         """Write checkpoint ``name``. With ``ckpt_latest.pth``, first ``history.json`` (every epoch's figures) and, at
         the last epoch or when the last drawing is :data:`CURVES_EVERY_S` old, ``curves.png`` (drawing takes about
@@ -145,9 +149,7 @@ class EpochRunner(Runner):
             save_json(loop_state["history"], self.folder.file("history.json"), self.folder.config_key)
             if epoch == int(self.cfg.epochs) or time.monotonic() - self.curves_drawn >= CURVES_EVERY_S:
                 self.curves_drawn = time.monotonic()
-                plot_training_curves(loop_state["history"], self.folder.file("curves.png"),
-                                     title=f"{self.cfg.task}/{os.path.basename(self.folder.path)}",
-                                     config_key=self.folder.config_key)
+                self.draw_curves(loop_state["history"], f"{self.cfg.task}/{os.path.basename(self.folder.path)}")
         self.folder.save_checkpoint(self.checkpoint_state(epoch, loop=loop_state, **self.checkpoint_extra()), name)
 
 

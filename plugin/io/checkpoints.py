@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import warnings
 from typing import Any, Dict
 
@@ -108,17 +109,23 @@ def checkpoint_export(state: Dict[str, Any]) -> str | None:
 
 
 def rng_state_for_checkpoint() -> Dict[str, Any]:
-    """torch's and NumPy's global RNG states as tensors and numbers (loadable with ``weights_only``)."""
+    """torch's, NumPy's and Python's global RNG states as tensors and numbers (loadable with ``weights_only``);
+    Python's draws timm's RandAugment."""
     _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    version, words, gauss = random.getstate()
     return {"torch": torch.get_rng_state(),
             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}}
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+            "python": {"version": int(version), "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss}}
 
 
 def restore_rng_state(state: Dict[str, Any]) -> None:
-    """Set torch's and NumPy's global RNGs from :func:`rng_state_for_checkpoint`'s dict (or the older
-    NumPy tuple form)."""
+    """Set torch's, NumPy's and (when stored) Python's global RNGs from :func:`rng_state_for_checkpoint`'s dict (or
+    the older NumPy tuple form)."""
     torch.set_rng_state(state["torch"])
+    if "python" in state:
+        python = state["python"]
+        random.setstate((python["version"], tuple(int(w) for w in python["words"].tolist()), python["gauss"]))
     numpy_state = state["numpy"]
     if isinstance(numpy_state, dict):
         numpy_state = ("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],

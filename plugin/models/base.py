@@ -154,3 +154,12 @@ def reject_unknown_keys(given: Mapping[str, Any], valid: Sequence[str], where: s
     if unknown:
         raise ConfigError(f"Unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)} of {owner}: use "
                           f"{', '.join(f'{where}.{k}' for k in valid)}.")
+
+
+def plain_config(value: Any) -> Any:
+    """A config value as plain dicts and lists (a ``weights_only`` checkpoint cannot hold EasyConfig blocks)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain_config(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_config(v) for v in value]
+    return value

@@ -1,8 +1,12 @@
-"""Tiny synthetic datasets in the standard on-disk formats."""
+"""Tiny synthetic datasets in the standard on-disk formats; :func:`write_pairs_folder` writes a rendered-views folder
+for ``CrossModalPairs`` (also used by ``tests/engine/test_selftrain.py``)."""
+import json
 from pathlib import Path
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import plugin  # noqa: F401  (installs the OpenPoints patches and registers the datasets)
 from .synthetic_clouds import (MODELNET_SPLITS, POINTS_PER_FILE, SCANOBJECTNN_FILES,
@@ -55,4 +59,48 @@ def scanobjectnn_root(tmp_path: Path) -> Path:
     for relative, count in SCANOBJECTNN_FILES.items():
         write_h5(root / relative, data=random_clouds(count, POINTS_PER_FILE, rng),
                  label=(np.arange(count) % 15).astype(np.int64))
+    return root
+
+
+def view_green(view: int) -> int:
+    """The constant green level of view ``view`` of every object of :func:`write_pairs_folder`: an image names its
+    view."""
+    return 60 * view + 20
+
+
+def view_pixels(number: int, view: int, side: int = 20) -> np.ndarray:
+    """(side, side, 3) uint8: red names the object (``30 * number`` mod 256), green the view, blue a horizontal ramp
+    (real content)."""
+    pixels = np.empty((side, side, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1] = (30 * number) % 256, view_green(view)
+    pixels[..., 2] = np.linspace(0, 255, side, dtype=np.uint8)[None, :]
+    return pixels
+
+
+def write_pairs_folder(root: Path, clouds: Dict[str, List[np.ndarray]], classes: Sequence[str] = ("a", "b"),
+                       views: int = 3, side: int = 20) -> Path:
+    """A rendered-views folder without cameras (what ``CrossModalPairs`` reads).
+
+    Args:
+        root: the folder to write (created).
+        clouds: a split (``train``, ``test``) to its objects' (N, 3) points; object ``k`` of a split is
+            ``<split>_<k>`` with label ``k % len(classes)``.
+        classes: the category names of ``meta.json``, in label order.
+        views: the ``view_XX.png`` files per object (:func:`view_pixels`).
+        side: the stored PNG side.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    number = 0
+    for split, objects in clouds.items():
+        lines = []
+        for k, cloud in enumerate(objects):
+            folder = root / f"{split}_{k}"
+            folder.mkdir()
+            np.save(folder / "points.npy", cloud.astype(np.float32))
+            for v in range(views):
+                Image.fromarray(view_pixels(number, v, side)).save(folder / f"view_{v:02d}.png")
+            lines.append(f"{folder.name} {k % len(classes)}\n")
+            number += 1
+        (root / f"{split}.txt").write_text("".join(lines))
+    (root / "meta.json").write_text(json.dumps({"classes": list(classes), "views": views}))
     return root

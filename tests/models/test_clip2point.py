@@ -7,7 +7,7 @@ from openpoints.models import build_model_from_cfg
 from openpoints.utils import EasyConfig
 
 from plugin.clip import DEPTH_ENCODER_KEY, load_clip, load_depth_encoder, zero_shot_logits
-from plugin.engine.modes.pretrain import build_pretext_optimizer
+from plugin.engine.builders import build_grouped_optimizer
 from plugin.errors import ConfigError
 from plugin.eval import holdout_indices
 from plugin.losses import nt_xent
@@ -149,7 +149,7 @@ def test_lamb_groups_keep_weight_decay_off_sigma_and_biases():
     model = _model()
     cfg = EasyConfig()
     cfg.update({"lr": 6e-3, "lr_image": None, "optimizer": {"NAME": "lamb", "weight_decay": 1e-4}})
-    optimizer = build_pretext_optimizer(cfg, model)
+    optimizer = build_grouped_optimizer(cfg, model)
     assert type(optimizer).__name__ == "Lamb"
     decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
     trainable = [p for p in model.parameters() if p.requires_grad]

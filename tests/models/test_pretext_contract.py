@@ -12,7 +12,7 @@ from openpoints.utils import EasyConfig
 
 from plugin.clip import zero_shot_logits
 from plugin.engine.modes import stages as stages_module
-from plugin.engine.modes.pretrain import build_pretext_optimizer
+from plugin.engine.builders import build_grouped_optimizer
 from plugin.errors import ConfigError
 from plugin.io import checkpoint_export, read_checkpoint, save_torch
 from plugin.models import CLIP2Point, PicAtPoint
@@ -42,13 +42,13 @@ def test_pic_at_point_image_heads_train_with_lr_image():
     assert image == {id(p) for p in [*model.global_head_2d.parameters(), *model.local_head_2d.parameters()]}
     cfg = EasyConfig()
     cfg.update({"lr": 1e-2, "lr_image": 1e-3, "optimizer": {"NAME": "adamw", "weight_decay": 0.05}})
-    optimizer = build_pretext_optimizer(cfg, model)
+    optimizer = build_grouped_optimizer(cfg, model)
     lr = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     assert len(lr) == sum(p.requires_grad for p in model.parameters())
     assert all(lr[i] == pytest.approx(1e-3) for i in image)
     assert all(v == pytest.approx(1e-2) for i, v in lr.items() if i not in image)
     cfg.lr_image = None                                                    # unset: the image side trains with lr
-    assert all(g["lr"] == pytest.approx(1e-2) for g in build_pretext_optimizer(cfg, model).param_groups)
+    assert all(g["lr"] == pytest.approx(1e-2) for g in build_grouped_optimizer(cfg, model).param_groups)
 
 
 def test_param_group_scales_multiply_lr_and_weight_decay():
@@ -61,7 +61,7 @@ def test_param_group_scales_multiply_lr_and_weight_decay():
     cfg = EasyConfig()
     cfg.update({"lr": 1e-2, "optimizer": {"NAME": "adamw", "weight_decay": 0.05}})
     image = {id(p) for p in model.image_side_parameters()}
-    for group in build_pretext_optimizer(cfg, model).param_groups:
+    for group in build_grouped_optimizer(cfg, model).param_groups:
         if id(group["params"][0]) in image:
             assert group["lr"] == pytest.approx(5e-3) and group["weight_decay"] == 0.0
         else:

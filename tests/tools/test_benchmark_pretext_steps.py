@@ -1,5 +1,6 @@
-"""``tools/benchmark_pretext_steps.py --sizes tiny`` on the CPU (every part, the JSON, the table, bad options), and its
-step in ``tools/gpu_check.sh``, run in a copy of the script with a stand-in Python that pretends to see a GPU."""
+"""``tools/benchmark_pretext_steps.py --sizes tiny`` on the CPU (every part, Cross-MoST's included, the JSON, the table,
+bad options), and its step in ``tools/gpu_check.sh``, run in a copy of the script with a stand-in Python that pretends
+to see a GPU."""
 import json
 import math
 import os
@@ -14,7 +15,8 @@ import torch
 
 from ..conftest import REPO, load_tool, one_sentence
 
-STEP_PARTS = {"i2p_mae": ("teach", "teacher_forward"), "hardneg": ("weights",)}
+STEP_PARTS = {"i2p_mae": ("teach", "teacher_forward"), "hardneg": ("weights",),
+              "cross_most": ("teacher", "teacher_image", "teacher_point", "ema_update")}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_tiny_cpu_run_writes_every_figure(tool, tmp_path, capsys):
     argv = ["--device", "cpu", "--sizes", "tiny", "--threads", "1", "--tmp", str(tmp_path), "--out", str(out)]
     assert tool.main(argv) == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"settings", "meta", "i2p_mae", "hardneg", "precompute", "targets"}
+    assert set(report) == {"settings", "meta", "i2p_mae", "hardneg", "cross_most", "precompute", "targets"}
     s = report["settings"]
     assert (s["sizes"], s["device_type"], s["amp"], s["amp_dtype"], s["steps"], s["warmup"]) == \
         ("tiny", "cpu", "off", None, 2, 1)
@@ -58,6 +60,19 @@ def test_tiny_cpu_run_writes_every_figure(tool, tmp_path, capsys):
     hard = report["hardneg"]
     assert (hard["batch"], hard["points"], hard["kind"], hard["encoder"]) == (8, 256, "i2i", "PointNextEncoder")
     assert hard["batch_categories"] > 1  # W mixes same-category entries of the store and alpha across categories
+    most = report["cross_most"]
+    assert (most["batch"], most["points"], most["image_size"], most["classes"]) == (4, 128, 32, 8)
+    assert most["cfg"] == "cfgs/modelnet40/cross_most.yaml" and most["image_encoder"]["name"] == "tiny-clip-test"
+    assert "model.image_encoder.pretrained=none" in most["overrides"] and most["point_encoder"]["embed_dim"] == 32
+    assert (most["pseudo_labels"], most["threshold"], most["pl_kept"]) == ("joint", 0.0, 1.0)  # CE on every pair
+    assert most["align"] and most["fairness"] and most["mim"] and most["mpm"]
+    assert set(most["loss_terms"]) == {"cls", "fair", "align", "mim", "mpm", "gl"}
+    assert all(math.isfinite(v) for v in most["loss_terms"].values())
+    for key in ("teacher_params", "lr", "param_groups"):
+        assert _positive(most[key]), key
+    # the teacher's image and point passes add up to its share; 3 EMA updates (1 warm-up, 2 timed): step 3's momentum
+    assert most["teacher"]["share"] == pytest.approx(most["teacher_image"]["share"] + most["teacher_point"]["share"])
+    assert most["ema_momentum"] == pytest.approx(0.99 + (0.9998 - 0.99) * 3 / 400)
 
     pre = report["precompute"]
     assert "error" not in pre, pre
@@ -71,6 +86,7 @@ def test_tiny_cpu_run_writes_every_figure(tool, tmp_path, capsys):
     assert len(report["targets"]) == 1 and report["targets"][0].startswith("n/a")  # targets: full size on CUDA
     table = capsys.readouterr().out
     assert "I2P-MAE (ViT teacher)" in table and "CLIPAlign hardneg-i2i" in table and "precompute_similarity" in table
+    assert "Cross-MoST selftrain" in table and "teacher = tiny-clip-test" in table and "EMA update" in table
     assert tool.main(["--table", str(out)]) == 0  # the table of a stored report, as gpu_check.sh prints it
     printed = capsys.readouterr().out.strip()
     assert printed == tool.format_table(report) and printed in table

@@ -47,40 +47,6 @@ SELECTIONS = ("auto", "loss", "zeroshot")
 VALIDATION_SEED = 0  # fixes the validation pass's data draws, so every epoch is scored on the same inputs
 
 
-def build_pretext_optimizer(cfg: Dict[str, Any], model: PretextModel) -> torch.optim.Optimizer:
-    """OpenPoints' optimizer for ``cfg.optimizer``, regrouped by the model's ``param_groups()``.
-
-    OpenPoints' factory resolves the optimizer class and its defaults from ``optimizer.NAME`` and
-    groups the parameters by weight decay (none for biases and 1-d parameters); each of its groups is
-    split into the parameters no model group lists (``lr``) and one part per model group (its
-    ``lr_key``, e.g. ``lr_image``, or ``lr`` when that is unset, times ``lr_scale``; the weight decay
-    times ``weight_decay_scale``). Frozen parameters are left out.
-    """
-    base = builders.build_optimizer(cfg, model)
-    model_groups = model.param_groups()
-    owner = {id(p): i for i, group in enumerate(model_groups) for p in group.params}
-    groups = []
-    for group in base.param_groups:
-        options = {k: v for k, v in group.items() if k != "params"}
-        rest = [p for p in group["params"] if id(p) not in owner]
-        if rest:
-            groups.append({**options, "params": rest})
-        for i, spec in enumerate(model_groups):
-            params = [p for p in group["params"] if owner.get(id(p)) == i]
-            if not params:
-                continue
-            extra: Dict[str, Any] = {"lr": ((cfg.get(spec.lr_key) if spec.lr_key else None) or cfg.lr) * spec.lr_scale}
-            if spec.weight_decay_scale != 1.0 and "weight_decay" in options:
-                extra["weight_decay"] = options["weight_decay"] * spec.weight_decay_scale
-            groups.append({**options, "params": params, **extra})
-    # regroup in place: re-calling the class with ``base.defaults`` fails where a default is no constructor
-    # argument (torch's AdamW lists ``decoupled_weight_decay``)
-    base.param_groups = []
-    for group in groups:
-        base.add_param_group(group)
-    return base
-
-
 def build_pretext_model(cfg: Dict[str, Any]) -> PretextModel:
     """The model of ``cfg.model``, which must be a :class:`~plugin.models.base.PretextModel`."""
     model = builders.build_model(cfg)
@@ -108,7 +74,7 @@ class PretrainRunner(EpochRunner):
     def __init__(self, cfg: Dict[str, Any], folder: RunFolder = None, state: Dict[str, Any] = None):
         super().__init__(cfg, folder)
         self.model = build_pretext_model(cfg).to(self.device)
-        self.optimizer = build_pretext_optimizer(cfg, self.model)
+        self.optimizer = builders.build_grouped_optimizer(cfg, self.model)
         self.scheduler = builders.build_scheduler(cfg, self.optimizer)
         self.selected_by = self._selection()
         self.lowest_loss = LowestLoss()

@@ -22,30 +22,32 @@ WEIGHTS_KEY = "model.image_backbone.weights"
 NAME_KEY = "model.image_backbone.name"
 
 
-def _read_checkpoint(path: str, name: str) -> Dict[str, torch.Tensor]:
+def _read_checkpoint(path: str, name: str, weights_key: str = WEIGHTS_KEY) -> Dict[str, torch.Tensor]:
     """The state dict in ``path``: plain, or under a ``state_dict`` or ``model`` key.
 
     Args:
         path: the weights file of ``model.image_backbone.weights``.
         name: the timm model name, for the messages.
+        weights_key: the config key of the weights, for the messages.
 
     Raises:
         BadCheckpointError: ``path`` is not a readable torch checkpoint holding a dict (random bytes, empty,
             text, truncated, a list, an unsafe pickle).
         ConfigError: the dict holds something other than tensors.
     """
-    checkpoint = read_checkpoint(path, WEIGHTS_KEY, f"a state dict of timm model '{name}' (torch.save("
+    checkpoint = read_checkpoint(path, weights_key, f"a state dict of timm model '{name}' (torch.save("
                                                     f"model.state_dict(), path))")
     for key in ("state_dict", "model"):
         if isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
     if not checkpoint or not all(torch.is_tensor(v) for v in checkpoint.values()):
-        raise ConfigError(f"'{path}' holds no state dict of tensors: set {WEIGHTS_KEY} to a file written by "
+        raise ConfigError(f"'{path}' holds no state dict of tensors: set {weights_key} to a file written by "
                           f"torch.save(model.state_dict(), path) for timm model '{name}'.")
     return checkpoint
 
 
-def _load_features(body: nn.Module, state_dict: Dict[str, torch.Tensor], name: str, origin: str) -> None:
+def _load_features(body: nn.Module, state_dict: Dict[str, torch.Tensor], name: str, origin: str,
+                   keys: Tuple[str, str] = (NAME_KEY, WEIGHTS_KEY)) -> None:
     """Load every tensor of the features-only ``body`` from ``state_dict``, which may also hold a head.
 
     Args:
@@ -53,25 +55,34 @@ def _load_features(body: nn.Module, state_dict: Dict[str, torch.Tensor], name: s
         state_dict: weights in the key names of timm's classifier or features-only model ``name``.
         name: timm model name, for the error message.
         origin: where the weights came from, for the error message.
+        keys: the config keys of the model name and of the weights, for the error message.
 
     Raises:
         ConfigError: a feature tensor is missing or has another shape.
     """
+    name_key, weights_key = keys
     expected = body.state_dict()
     missing = [k for k in expected if k not in state_dict]
     wrong = [k for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape]
     if missing or wrong:
         example = (missing or wrong)[0]
         raise ConfigError(f"Weights {origin} do not fit timm model '{name}' ({len(missing)} tensors missing, "
-                          f"{len(wrong)} of another shape, e.g. {example}): set {WEIGHTS_KEY} to weights of "
-                          f"the model named by {NAME_KEY}.")
+                          f"{len(wrong)} of another shape, e.g. {example}): set {weights_key} to weights of "
+                          f"the model named by {name_key}.")
     body.load_state_dict({k: state_dict[k] for k in expected}, strict=True)
 
 
-def _build_body(name: str, weights: str) -> nn.Module:
-    """timm ``features_only`` model ``name`` with its last feature level, weights loaded from ``weights``."""
+def build_feature_body(name: str, weights: str, keys: Tuple[str, str] = (NAME_KEY, WEIGHTS_KEY)) -> nn.Module:
+    """timm ``features_only`` model ``name`` with its last feature level, weights loaded from ``weights``.
+
+    Args:
+        name: timm model name.
+        weights: ``none``, ``timm``, the Lite0 package, or a local checkpoint path.
+        keys: the config keys of ``name`` and ``weights``, named in the messages.
+    """
+    name_key, weights_key = keys
     if not timm.is_model(name):
-        raise ConfigError(f"Unknown timm model '{name}': set {NAME_KEY} to a timm model name such as "
+        raise ConfigError(f"Unknown timm model '{name}': set {name_key} to a timm model name such as "
                           f"resnet18 or {LITE0_NAME} (timm.list_models() lists them).")
     kwargs = dict(features_only=True, out_indices=(-1,))
     if weights == "timm":
@@ -79,21 +90,21 @@ def _build_body(name: str, weights: str) -> nn.Module:
             return timm.create_model(name, pretrained=True, **kwargs)
         except Exception as err:  # network and hub errors have no common base class
             raise WeightsNotFoundError(
-                f"{WEIGHTS_KEY}: timm could not fetch pretrained weights for '{name}' ({type(err).__name__}) "
-                f"because it needs internet access: set {WEIGHTS_KEY} to a local checkpoint path instead.") from err
+                f"{weights_key}: timm could not fetch pretrained weights for '{name}' ({type(err).__name__}) "
+                f"because it needs internet access: set {weights_key} to a local checkpoint path instead.") from err
     if weights == LITE0_PACKAGE and name != LITE0_NAME:
-        raise ConfigError(f"{WEIGHTS_KEY}: {LITE0_PACKAGE} holds weights of {LITE0_NAME} only, not '{name}': "
-                          f"set {NAME_KEY} to {LITE0_NAME} or {WEIGHTS_KEY} to a local checkpoint of '{name}'.")
+        raise ConfigError(f"{weights_key}: {LITE0_PACKAGE} holds weights of {LITE0_NAME} only, not '{name}': "
+                          f"set {name_key} to {LITE0_NAME} or {weights_key} to a local checkpoint of '{name}'.")
     if weights not in ("none", LITE0_PACKAGE) and not os.path.isfile(weights):
         raise WeightsNotFoundError(
-            f"Image backbone weights '{weights}' not found: set {WEIGHTS_KEY} to a state dict of timm model "
+            f"Image backbone weights '{weights}' not found: set {weights_key} to a state dict of timm model "
             f"'{name}' (with internet: torch.save(timm.create_model('{name}', pretrained=True).state_dict(), "
-            f"path)), to '{LITE0_PACKAGE}' with {NAME_KEY} {LITE0_NAME}, or to 'none' for random weights.")
+            f"path)), to '{LITE0_PACKAGE}' with {name_key} {LITE0_NAME}, or to 'none' for random weights.")
     body = timm.create_model(name, pretrained=False, **kwargs)
     if weights == LITE0_PACKAGE:
-        _load_features(body, load_efficientnet_lite0_imagenet(), name, f"of {LITE0_PACKAGE}")
+        _load_features(body, load_efficientnet_lite0_imagenet(), name, f"of {LITE0_PACKAGE}", keys)
     elif weights != "none":
-        _load_features(body, _read_checkpoint(weights, name), name, f"in {weights}")
+        _load_features(body, _read_checkpoint(weights, name, weights_key), name, f"in {weights}", keys)
     return body
 
 
@@ -121,7 +132,7 @@ class FrozenImageBackbone(nn.Module):
 
     def __init__(self, name: str = "resnet18", weights: str = "none", image_size: int = 224) -> None:
         super().__init__()
-        self.body = _build_body(name, weights)
+        self.body = build_feature_body(name, weights)
         self.body.requires_grad_(False)
         self.train(False)
         cfg = self.body.pretrained_cfg

@@ -185,16 +185,31 @@ def build_image_embedder(cfg: Mapping[str, Any], key: str = DEFAULT_KEY,
         ConfigError: no block, an unknown ``NAME`` or key, an unknown model name, weights that do not fit.
         WeightsNotFoundError: a weights file that does not exist (or an open_clip/timm download without network).
     """
+    return BUILDERS[image_block_kind(cfg, key, ALLOWED_KEYS, "image encoder")](cfg, key, device)
+
+
+def image_block_kind(cfg: Any, key: str, allowed: Mapping[str, Sequence[str]], what: str) -> str:
+    """The ``NAME`` (``clip`` or ``timm``) of an image-model config block, after checking its keys.
+
+    Args:
+        cfg: the block.
+        key: its config key, named in the messages.
+        allowed: each kind's keys.
+        what: what the block builds, for the messages (``image encoder``).
+
+    Raises:
+        ConfigError: no block, an unknown ``NAME`` or key, or a ``clip`` block without ``pretrained``.
+    """
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"{key} is not set: give it NAME (clip or timm), name and pretrained.")
     kind = str(cfg.get("NAME", "")).lower()
-    if kind not in BUILDERS:
-        raise ConfigError(f"{key}.NAME is {cfg.get('NAME')!r}: set it to one of {', '.join(BUILDERS)}.")
-    unknown = sorted(set(cfg) - set(ALLOWED_KEYS[kind]))
+    if kind not in allowed:
+        raise ConfigError(f"{key}.NAME is {cfg.get('NAME')!r}: set it to one of {', '.join(allowed)}.")
+    unknown = sorted(set(cfg) - set(allowed[kind]))
     if unknown:
-        raise ConfigError(f"Unknown key(s) {', '.join(unknown)} in {key}: a {kind} image encoder takes "
-                          f"{', '.join(ALLOWED_KEYS[kind])}.")
+        raise ConfigError(f"Unknown key(s) {', '.join(unknown)} in {key}: a {kind} {what} takes "
+                          f"{', '.join(allowed[kind])}.")
     if kind == "clip" and "pretrained" not in cfg:
         raise ConfigError(f"{key}.pretrained is not set: set it to a local CLIP checkpoint path, an open_clip tag, "
                           f"or none for random weights.")
-    return BUILDERS[kind](cfg, key, device)
+    return kind

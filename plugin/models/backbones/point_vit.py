@@ -36,6 +36,7 @@ class EncodedTokens(NamedTuple):
     tokens: torch.Tensor             # (B, L, C) token outputs, after the final norm
     index: torch.Tensor              # (B, L) group of each output token (meaningless where not valid)
     valid: torch.Tensor              # (B, L) bool, False at padding (drop mode with unequal visible counts)
+    embedded: torch.Tensor           # (B, G, C) every group's token embedding before masking (the MPM target)
 
 
 @MODELS.register_module()
@@ -96,6 +97,7 @@ class PointViTEncoder(nn.Module):
         if mode not in MASK_MODES:
             raise ConfigError(f"Unknown mask mode '{mode}': use one of {', '.join(MASK_MODES)}.")
         centers, tokens = self.tokenizer(pos)
+        embedded = tokens
         batch, n_groups = tokens.shape[:2]
         if callable(mask):
             mask = mask(centers)
@@ -125,7 +127,7 @@ class PointViTEncoder(nn.Module):
         for block in self.blocks:
             x = block(x + pos_emb, attn_mask=attn_mask)   # positions enter every block (Point-BERT, Point-MAE)
         x = self.norm(x)
-        return EncodedTokens(centers, mask, x[:, 0], x[:, 1:], index, valid)
+        return EncodedTokens(centers, mask, x[:, 0], x[:, 1:], index, valid, embedded)
 
     def global_feature(self, out: EncodedTokens) -> torch.Tensor:
         """(B, 2C) ``[CLS, max over the valid tokens]`` of :meth:`forward_tokens`' output."""

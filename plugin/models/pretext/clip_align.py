@@ -39,7 +39,7 @@ from ...errors import BadInputError, ConfigError
 from ...losses import average_weights, global_weighted_contrastive, negative_weights
 from ...losses.global_batch import gather_rows
 from ..backbones.image_embedders import ImageEmbedder, build_image_embedder
-from ..base import Batch, ParamGroup, PretextModel, batch_of, reject_unknown_keys
+from ..base import Batch, ParamGroup, PretextModel, batch_of, plain_config, reject_unknown_keys
 
 LOGGER = logging.getLogger("plugin")
 OBJECTIVES = ("ulip", "hardneg", "plain")
@@ -128,15 +128,6 @@ class FrozenTowers:
     text: Optional[ClipModel]
 
 
-def _plain(value: Any) -> Any:
-    """A config value as plain dicts and lists (a ``weights_only`` checkpoint cannot hold EasyConfig blocks)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 @MODELS.register_module()
 class CLIPAlign(PretextModel):
     """A point encoder aligned to frozen image embeddings, with ULIP, hard-negative or plain contrastive loss.
@@ -190,7 +181,7 @@ class CLIPAlign(PretextModel):
                               f"14.2857 (1/0.07).")
         self.objective = objective
         self.encoder_args = encoder_args
-        self.image_encoder_cfg = None if image_encoder is None else _plain(image_encoder)
+        self.image_encoder_cfg = None if image_encoder is None else plain_config(image_encoder)
         self.encoder = build_model_from_cfg(encoder_args)
         image = build_image_embedder(image_encoder) if image_encoder is not None else None
         text = load_clip_from_cfg(clip, key="model.clip") if clip is not None else (image.clip if image else None)
@@ -371,9 +362,9 @@ class CLIPAlign(PretextModel):
     def export_state(self) -> Dict[str, Any]:
         """``encoder`` (loadable into ``BaseCls.encoder``) with ``encoder_args``, and what :meth:`load_export` reads
         back: ``projection``, ``logit_scale`` (s) and the ``image_encoder`` block."""
-        return {"encoder": self.encoder.state_dict(), "encoder_args": _plain(self.encoder_args),
+        return {"encoder": self.encoder.state_dict(), "encoder_args": plain_config(self.encoder_args),
                 "projection": self.projection.state_dict(), "logit_scale": self.logit_scale.detach().clone(),
-                "image_encoder": _plain(self.image_encoder_cfg)}
+                "image_encoder": plain_config(self.image_encoder_cfg)}
 
     def load_export(self, state: Dict[str, Any], path: str, key: str = "pretrained_path") -> None:
         """Load the encoder, the projection and s of a CLIPAlign pre-training checkpoint, strictly."""
