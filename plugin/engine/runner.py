@@ -67,7 +67,7 @@ class Runner:
         self.folder.save_metrics(metrics)
         self.folder.release()
         LOGGER.info("final: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in metrics.items()))
+                                          for k, v in metrics.items() if not isinstance(v, (list, dict))))
         return metrics
 
 

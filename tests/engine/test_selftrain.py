@@ -126,6 +126,7 @@ def test_a_run_reports_the_start_and_both_models_per_branch(straight):
         assert record["pl_kept"] == 1.0                               # threshold 0: every pseudo-label is kept
         assert 0 <= record["pl_from_image"] <= 1 and 0 <= record["pl_agree"] <= 100
     assert metrics["last_pl_kept"] == 1.0 and metrics["last_loss_cls"] == last["loss_cls"]
+    assert metrics["curves"] == history                               # the per-epoch figures in metrics.json too
     assert (straight / "self_training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -192,8 +193,10 @@ def test_a_killed_run_resumes_bit_for_bit_on_cpu(straight, pairs, alignment, mai
         [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in theirs]
     figures = json.loads((run / "metrics.json").read_text())
     expected = json.loads((straight / "metrics.json").read_text())
-    assert {k: v for k, v in figures.items() if k not in ("seconds", "run_dir")} == \
-        {k: v for k, v in expected.items() if k not in ("seconds", "run_dir")}
+    assert {k: v for k, v in figures.items() if k not in ("seconds", "run_dir", "curves")} == \
+        {k: v for k, v in expected.items() if k not in ("seconds", "run_dir", "curves")}
+    assert [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in figures["curves"]] == \
+        [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in expected["curves"]]
 
 
 # ---- the classifier from labelled examples ---------------------------------------------------------------------

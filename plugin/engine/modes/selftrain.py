@@ -10,8 +10,9 @@ momentum ramped 0.99 -> 0.9998 over the first 400 updates in the configs), updat
 Training reads labels only to log pseudo-label accuracy. The test split is evaluated, never selected on: at epoch 0
 (the zero-shot start, the run's first row) and every ``val_freq`` epochs, top-1 of Q for Image (view 0), Image*
 (embeddings averaged over the views) and Point cloud, with prediction entropy and bias, for the student and the
-teacher. ``ckpt_best.pth`` is chosen by ``selftrain.select``: ``last`` (default), ``confidence`` (highest mean
-confidence of the pseudo-labels) or ``agreement`` (highest teacher image-point agreement), both unsupervised.
+teacher; ``metrics.json`` holds them per epoch under ``curves``, with each epoch's pseudo-label figures.
+``ckpt_best.pth`` is chosen by ``selftrain.select``: ``last`` (default), ``confidence`` (highest mean confidence of
+the kept pseudo-labels) or ``agreement`` (highest teacher image-point agreement), both unsupervised.
 ``<run>/self_training.png`` draws the curves (also ``python tools/visualize.py selftrain --run <run>``).
 """
 import copy
@@ -198,5 +199,6 @@ class SelfTrainRunner(EpochRunner):
                    "pseudo_labels": self.model.source, "classifier_init": self.model.classifier_init,
                    "labels_read_for_init": self.labels_read,
                    **{f"start_{k}": v for k, v in start.items() if k.endswith("_top1")}, **final,
-                   **{f"last_{k}": v for k, v in logs.items() if k.startswith(("pl_", "loss"))}}
+                   **{f"last_{k}": v for k, v in logs.items() if k.startswith(("pl_", "loss"))},
+                   "curves": [dict(record) for record in loop.history]}     # per epoch, epoch 0 the start
         return self.finish(metrics)
