@@ -24,6 +24,7 @@ Example::
 
     python tools/benchmark_cross_most.py --datasets real3 --threads 1   # about 1 hour beside the other dataset
     python tools/benchmark_cross_most.py --datasets procedural --epochs 2 --arms joint own --threads 1
+    python tools/benchmark_cross_most.py model.threshold=0.9 --datasets real3   # overrides before the list options
 """
 import argparse
 import json
