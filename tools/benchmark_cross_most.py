@@ -138,7 +138,8 @@ def table(results: Dict[str, Any]) -> str:
             cells.append(f"{start:>12.2f} → {student:6.2f} / {teacher:6.2f}" if start is not None else f"{'-':>30}")
         lines.append(f"{name:<15}" + "".join(f"{c:>30}" for c in cells)
                      + f"{100 * r.get('last_pl_kept', 0):>7.1f}{r.get('last_pl_acc', float('nan')):>8.2f}"
-                     + f"{100 * r.get('last_pl_from_image', 0):>9.1f}{r['seconds'] / 60:>6.1f}")
+                     + (f"{'-':>9}" if name.endswith("/own") else f"{100 * r.get('last_pl_from_image', 0):>9.1f}")
+                     + f"{r['seconds'] / 60:>6.1f}")                # own: each branch its own label
     return __import__("demo").ruled(lines)
 
 
