@@ -28,7 +28,8 @@ from torch.utils.data import Dataset
 
 from ..clip.similarity_store import SimilarityStore
 from ..errors import BadInputError, ConfigError, DataNotFoundError
-from .rendered_views import augmentation_rotation, center_and_scale, check_arguments, read_split, sample_points
+from .rendered_views import (augmentation_rotation, center_and_scale, check_arguments, count_views, read_split,
+                             sample_points)
 from .validation import SPLITS, check_cloud, check_num_points
 
 __all__ = ["ClipTriplets", "holdout_mask"]
@@ -151,7 +152,7 @@ class ClipTriplets(Dataset):
         if views is not None and meta.get("views") and views > int(meta["views"]):
             raise ConfigError(f"dataset.common.views is {views} but the objects have {meta['views']} views "
                               f"({self.root / 'meta.json'}): set it to at most {meta['views']} or null.")
-        self.num_views = views or int(meta.get("views") or self._count_views())
+        self.num_views = views or int(meta.get("views") or count_views(self.root, self.object_ids, PREPARE))
         if isinstance(image_views, int) and image_views >= self.num_views:
             raise ConfigError(f"dataset.common.image_views is {image_views} but the objects have {self.num_views} "
                               f"views: set it to 0..{self.num_views - 1} or random.")
@@ -185,16 +186,6 @@ class ClipTriplets(Dataset):
         except ValueError as err:
             raise BadInputError(f"'{path}' is not JSON: rerun {PREPARE} into a new folder.") from err
         return meta if isinstance(meta, dict) else {}
-
-    def _count_views(self) -> int:
-        """The view files of the first object (``meta.json`` has no ``views``)."""
-        if not self.object_ids:
-            return 1
-        count = len(list((self.root / self.object_ids[0]).glob("view_*.png")))
-        if count == 0:
-            raise DataNotFoundError(f"'{self.root / self.object_ids[0]}' holds no view_XX.png: rerun {PREPARE} "
-                                    f"into dataset.common.data_dir.")
-        return count
 
     def _attach_store(self, store: str) -> None:
         """Rows, category indices and embeddings (kept in the stored precision) of this split's objects."""

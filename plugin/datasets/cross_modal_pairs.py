@@ -29,8 +29,8 @@ from torchvision import transforms
 
 from ..errors import BadInputError, ConfigError, DataNotFoundError
 from ..render.depth_renderer import VIEW_SETS, DepthRenderer, render_depth
-from .rendered_views import PREPARE, SAMPLINGS, augmentation_rotation, center_and_scale, read_split, rotation_about, \
-    sample_points
+from .rendered_views import (PREPARE, SAMPLINGS, augmentation_rotation, center_and_scale, count_views, read_split,
+                             rotation_about, sample_points)
 from .modelnet40 import MODELNET10_CLASSES
 from .scanobjectnn import SCANOBJECTNN_CLASSES, ScanObjectNN
 from .validation import check_cloud, resolve_split
@@ -323,7 +323,8 @@ class CrossModalPairs(_PairSamples):
                               f"ModelNet40 views), modelnet40 or null.")
         if subset == "modelnet10":
             self._keep_modelnet10()
-        self.num_views = int(meta.get("views") or self._count_views())
+        self.num_views = int(meta.get("views") or count_views(self.root, self.object_ids,
+                                                              f"tools/render_views.py (see `{PREPARE}`)"))
         self.eval_views = self._check_eval_views(eval_views)
         self.num_points, self.sampling = num_points, sampling
         self.augment = self.split == "train" if augment is None else augment
@@ -339,16 +340,6 @@ class CrossModalPairs(_PairSamples):
         self.object_ids = [self.object_ids[i] for i in keep]
         self.labels = np.array([new_label[int(self.labels[i])] for i in keep], dtype=np.int64)
         self.classes = list(MODELNET10_CLASSES)
-
-    def _count_views(self) -> int:
-        """The view files of the first object (``meta.json`` has no ``views``)."""
-        if not self.object_ids:
-            return 1
-        count = len(list((self.root / self.object_ids[0]).glob("view_*.png")))
-        if count == 0:
-            raise DataNotFoundError(f"'{self.root / self.object_ids[0]}' holds no view_XX.png: rerun "
-                                    f"tools/render_views.py into dataset.common.data_dir (see `{PREPARE}`).")
-        return count
 
     def _points(self, index: int) -> np.ndarray:
         path = self.root / self.object_ids[index] / "points.npy"

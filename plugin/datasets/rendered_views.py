@@ -19,7 +19,7 @@ them for its own 2D backbone.
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -132,6 +132,27 @@ def sample_points(points: np.ndarray, num_points: int, sampling: str, augment: b
     if augment:
         return points[np.random.permutation(len(points))[:num_points]]
     return points[:num_points]
+
+
+def count_views(root: Path, object_ids: Sequence[str], prepare: str) -> int:
+    """Views per object when ``meta.json`` does not say: the ``view_XX.png`` files of the first object (1 for an
+    empty split).
+
+    Args:
+        root: the views folder.
+        object_ids: the split's objects.
+        prepare: the command that writes the views, named in the message.
+
+    Raises:
+        DataNotFoundError: the first object holds no view file.
+    """
+    if not object_ids:
+        return 1
+    first = root / object_ids[0]
+    count = len(list(first.glob("view_*.png")))
+    if count == 0:
+        raise DataNotFoundError(f"'{first}' holds no view_XX.png: rerun {prepare} into dataset.common.data_dir.")
+    return count
 
 
 def farthest_points(xyz: np.ndarray, num_points: int) -> np.ndarray:

@@ -21,6 +21,11 @@ def check_points(pos: torch.Tensor, where: str = "batch") -> None:
                             f"the transforms in datatransforms.")
 
 
+def batch_to(data: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+    """``data`` with every tensor moved to ``device`` (other entries as they are)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in data.items()}
+
+
 def prepare_batch(data: Dict[str, Any], device: torch.device, in_channels: int,
                   num_points: Optional[int] = None, feature_keys: Optional[str] = None) -> Dict[str, Any]:
     """Move ``data`` to ``device`` and build ``pos`` (B,N,3) and ``x`` (B,C,N) for OpenPoints models.
@@ -32,7 +37,7 @@ def prepare_batch(data: Dict[str, Any], device: torch.device, in_channels: int,
         num_points: clouds with more points are reduced to this many by farthest point sampling.
         feature_keys: if set (e.g. ``pos,heights``), ``x`` is the concatenation of these keys instead.
     """
-    data = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in data.items()}
+    data = batch_to(data, device)
     check_points(data["pos"])
     n = data["pos"].shape[1]
     if num_points and n > num_points:

@@ -149,7 +149,7 @@ def test_mpm_target_is_the_original_token_embedding_not_the_mask_token():
 def test_mim_reads_the_masked_patches_only():
     model = make_model()
     img = torch.rand(1, 3, S, S)
-    cells = model.grid[0] * model.grid[1]
+    cells = model.image.grid[0] * model.image.grid[1]
     mask = torch.zeros(1, cells, dtype=torch.bool)
     mask[0, 0] = True                                                         # the top-left patch
     out = model.image(img, mask)

@@ -28,6 +28,7 @@ from ...models.ema import build_ema
 from ...models.pretext.cross_most import CrossMoST
 from ...vis.self_training_curves import plot_self_training
 from .. import builders
+from ..batch import batch_to
 from ..config import optional_path
 from ..data import build_dataloader, check_training_loader, class_names_of, loader_over, progress
 from ..distributed import distributed_loader, wrap_model
@@ -41,10 +42,6 @@ LOGGER = logging.getLogger("plugin")
 SELECTIONS = {"last": None, "confidence": "pl_conf", "agreement": "pl_agree"}
 BRANCHES = ("image", "image_star", "point")
 VALIDATION_SEED = 0
-
-
-def _to(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 @RUNNERS.register_module(name="selftrain")
@@ -132,7 +129,7 @@ class SelfTrainRunner(EpochRunner):
         sums = torch.zeros(classes, self.model.dim)
         self.model.eval()
         for batch in loader_over(loader, chosen):
-            emb = self.model.example_embeddings(_to(batch, self.device)).cpu()
+            emb = self.model.example_embeddings(batch_to(batch, self.device)).cpu()
             sums.index_add_(0, batch["y"].view(-1).long(), emb)
         self.model.train()
         self.labels_read = len(chosen)
@@ -146,27 +143,33 @@ class SelfTrainRunner(EpochRunner):
 
     @torch.no_grad()
     def evaluate(self) -> Dict[str, float]:
-        """Top-1 (%), entropy and bias of Q per branch, student and teacher, on the test split (labels read here)."""
-        figures: Dict[str, float] = {}
+        """Top-1 (%), entropy and bias of Q per branch, student and teacher, on the test split (labels read here);
+        one pass over the split feeds both models."""
+        models = {"student": self.model, "teacher": self.ema.module}
+        was = {who: model.training for who, model in models.items()}
+        logits: Dict[str, Dict[str, List[torch.Tensor]]] = {who: {} for who in models}
+        labels = []
         with builders.isolated_rng(VALIDATION_SEED):
-            for who, model in (("student", self.model), ("teacher", self.ema.module)):
-                was = model.training
+            for model in models.values():
                 model.eval()
-                logits: Dict[str, List[torch.Tensor]] = {}
-                labels = []
-                for batch in progress(self.test_loader, f"evaluate {who}"):
-                    for branch, value in model.predict(_to(batch, self.device)).items():
-                        logits.setdefault(branch, []).append(value.float().cpu())
-                    labels.append(batch["y"].view(-1).long())
-                model.train(was)
-                y = torch.cat(labels)
-                for branch in BRANCHES:
-                    if branch in logits:
-                        values = torch.cat(logits[branch])
-                        prob = values.softmax(dim=1)
-                        figures[f"{who}_{branch}_top1"] = 100.0 * float((values.argmax(1) == y).float().mean())
-                        figures[f"{who}_{branch}_entropy"] = float(kl_from_uniform(prob))
-                        figures[f"{who}_{branch}_bias"] = float(prediction_bias(prob))
+            for batch in progress(self.test_loader, "evaluate"):
+                batch = batch_to(batch, self.device)
+                for who, model in models.items():
+                    for branch, value in model.predict(batch).items():
+                        logits[who].setdefault(branch, []).append(value.float().cpu())
+                labels.append(batch["y"].view(-1).long().cpu())
+            for who, model in models.items():
+                model.train(was[who])
+        y = torch.cat(labels)
+        figures: Dict[str, float] = {}
+        for who in models:
+            for branch in BRANCHES:
+                if branch in logits[who]:
+                    values = torch.cat(logits[who][branch])
+                    prob = values.softmax(dim=1)
+                    figures[f"{who}_{branch}_top1"] = 100.0 * float((values.argmax(1) == y).float().mean())
+                    figures[f"{who}_{branch}_entropy"] = float(kl_from_uniform(prob))
+                    figures[f"{who}_{branch}_bias"] = float(prediction_bias(prob))
         return figures
 
     def draw_curves(self, history: Sequence[Dict[str, Any]], title: str) -> None:
@@ -177,7 +180,7 @@ class SelfTrainRunner(EpochRunner):
     # ---- training ----
 
     def step(self, batch: Dict[str, Any]):
-        return self.net(_to(batch, self.device), teacher=self.ema.module)
+        return self.net(batch_to(batch, self.device), teacher=self.ema.module)
 
     def run(self) -> Dict[str, Any]:
         cfg = self.cfg

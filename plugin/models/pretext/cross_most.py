@@ -30,7 +30,7 @@ from ...errors import BadInputError, ConfigError
 from ...losses import global_weighted_contrastive
 from ...losses.self_training import (SOURCES, fairness_loss, global_local_alignment, masked_cross_entropy,
                                      masked_pixel_l1, masked_token_l1, pseudo_labels)
-from ..backbones.maskable_image import build_image_tower
+from ..backbones.maskable_image import ClipViTTower, build_image_tower
 from ..backbones.masking import block_token_mask, random_token_mask
 from ..backbones.point_vit import PointViTEncoder
 from ..base import Batch, ParamGroup, PretextModel, plain_config, reject_unknown_keys
@@ -139,7 +139,6 @@ class CrossMoST(PretextModel):
         if self.mpm and not isinstance(self.encoder, PointViTEncoder):
             raise ConfigError(f"Masked point modelling needs a token encoder (encoder_args.NAME: PointViTEncoder), not "
                               f"{encoder_args.get('NAME')}: set model.masked_modelling to image or false.")
-        height, width = self.image.grid
         self.image_decoder = nn.Sequential(nn.Conv2d(self.image.width, 3 * self.image.patch ** 2, 1),
                                            nn.PixelShuffle(self.image.patch)) if self.mim else None
         self.point_decoder = nn.Linear(self.encoder.embed_dim, self.encoder.embed_dim) if self.mpm else None
@@ -147,7 +146,6 @@ class CrossMoST(PretextModel):
             self.image.mask_token.requires_grad_(False)
         if not self.mpm and isinstance(self.encoder, PointViTEncoder):
             self.encoder.mask_token.requires_grad_(False)
-        self.grid = (height, width)
         self.classifier = nn.Parameter(torch.zeros(len(self.class_names), self.dim))            # Q (C, D)
         self.logit_scale_given = logit_scale_init is not None
         scale = logit_scale_init if logit_scale_init is not None else \
@@ -241,7 +239,7 @@ class CrossMoST(PretextModel):
         if wrong:
             raise ConfigError(f"The alignment export in {path} does not fit model.encoder_args ({len(wrong)} tensors "
                               f"differ, e.g. {wrong[0]}): set model.encoder_args to those of its run.")
-        if "logit_scale" in state and not self.logit_scale_given and not hasattr(self.image, "visual"):
+        if "logit_scale" in state and not self.logit_scale_given and not isinstance(self.image, ClipViTTower):
             with torch.no_grad():
                 self.logit_scale.copy_(torch.as_tensor(state["logit_scale"]).reshape(()))
         LOGGER.info(f"point branch (encoder and f^P) from {path}")
@@ -298,7 +296,8 @@ class CrossMoST(PretextModel):
     # ---- the loss ----
 
     def _masks(self, batch_size: int, device: torch.device) -> Tuple[Optional[torch.Tensor], Any]:
-        image_mask = random_token_mask(batch_size, self.grid[0] * self.grid[1], self.image_mask_ratio,
+        height, width = self.image.grid
+        image_mask = random_token_mask(batch_size, height * width, self.image_mask_ratio,
                                        device=device) if self.mim else None
         low, high = self.point_mask_ratio
         ratio = low + (high - low) * float(torch.rand(()))      # one ratio per batch, 0.3-0.4
@@ -344,7 +343,7 @@ class CrossMoST(PretextModel):
 
     def _mim(self, out, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """L1 of the decoded normalised pixels of the masked patches, and GL_img."""
-        height, width = self.grid
+        height, width = self.image.grid
         tokens = out.tokens
         grid = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], height, width)
         pixels = self.image_decoder(grid)                                 # 1x1 conv + pixel shuffle to the patch size
